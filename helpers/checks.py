@@ -1,0 +1,230 @@
+"""Exercise checkers (introduced in notebook 00_start_here).
+
+Every exercise ends with a call such as ``checks.dot(dot)``. The checker runs the
+learner's function on ordinary cases, edge cases and hidden larger cases, then
+prints one line: a tick when everything is right, or what went wrong with a hint.
+
+A checker never crashes and never hangs, whatever it is given: ``None``, a
+function that raises, returns the wrong shape or type, returns NaN, changes its
+input, hard-codes the visible example, or loops forever (it is stopped after a
+time limit). It returns a :class:`CheckResult` that tests can inspect.
+
+How a checker is built: a list of :class:`Case` (arguments and the expected
+answer, computed by a reference implementation) handed to :func:`run_checks`.
+"""
+
+import copy
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+TIME_LIMIT = 2.0  # seconds a learner's function may take on one case
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one checker: ``passed`` and the ``message`` it printed."""
+
+    name: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def _ipython_display_(self) -> None:
+        """The checker has already printed its verdict; show nothing more."""
+
+
+@dataclass
+class Case:
+    """One call of the learner's function: ``fn(*args)`` should equal ``expected``.
+
+    ``label`` describes the input in words for feedback ("a batch of 3 rows").
+    ``compare(got, expected)`` returns ``None`` when ``got`` is right, else a sentence.
+    """
+
+    args: tuple
+    expected: Any
+    label: str
+    compare: Callable[[Any, Any], str | None] | None = None
+    kwargs: dict = field(default_factory=dict)
+
+
+class _TimeLimit(BaseException):
+    """Raised inside the learner's code when it runs too long (BaseException, so a bare
+    ``except Exception`` in their code cannot swallow it)."""
+
+
+def _short(value, limit: int = 120) -> str:
+    """A short, readable rendering of any value for feedback."""
+    try:
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            return f"{value.item():.6g}"
+        if isinstance(value, np.ndarray):
+            text = np.array2string(value, precision=4, threshold=8, edgeitems=2, suppress_small=True)
+            text = " ".join(text.split())
+            return f"array of shape {value.shape}: {text}"
+        text = repr(value)
+    except Exception:  # a learner's object whose repr itself fails
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _call_with_time_limit(fn, args, kwargs, seconds):
+    """Run ``fn(*args, **kwargs)``; return ``("ok", value)``, ``("raised", exc)`` or ``("timeout", None)``."""
+    use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if use_alarm:
+        def on_alarm(signum, frame):
+            raise _TimeLimit()
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return "ok", fn(*args, **kwargs)
+        except _TimeLimit:
+            return "timeout", None
+        except Exception as exc:  # the learner's code raised: report it, never re-raise
+            return "raised", exc
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    # No alarm signal here (Windows, or a worker thread): run in a helper thread instead.
+    box = {}
+
+    def target():
+        try:
+            box["result"] = ("ok", fn(*args, **kwargs))
+        except Exception as exc:
+            box["result"] = ("raised", exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return box.get("result", ("timeout", None))
+
+
+def _same(a, b) -> bool:
+    """Whether two inputs are unchanged copies of each other (arrays, tensors, containers)."""
+    try:
+        if hasattr(a, "detach") and hasattr(b, "detach"):
+            return a.shape == b.shape and bool((a == b).all() | (a.isnan() & b.isnan()).all())
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return bool(a == b)
+    except Exception:
+        return True  # cannot tell: do not accuse the learner
+
+
+def as_array(got):
+    """Turn a learner's answer (array, tensor, list, number) into a float NumPy array, or raise TypeError."""
+    if got is None:
+        raise TypeError("returned None: did you forget the `return` statement?")
+    if hasattr(got, "detach"):
+        got = got.detach().cpu().numpy()
+    try:
+        arr = np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"returned {_short(got)}, which is not a number or an array of numbers") from None
+    return arr
+
+
+def compare_arrays(got, expected, atol: float = 1e-6, rtol: float = 1e-5) -> str | None:
+    """``None`` if ``got`` matches the array ``expected`` in shape and value, else what differs."""
+    try:
+        arr = as_array(got)
+    except TypeError as exc:
+        return str(exc)
+    expected = np.asarray(expected, dtype=float)
+    if arr.shape != expected.shape:
+        return f"returned shape {arr.shape}, expected shape {expected.shape}"
+    bad = ~np.isfinite(arr) & np.isfinite(expected)
+    if bad.any():
+        return f"returned NaN or infinity where a finite number was expected: {_short(arr)}"
+    if not np.allclose(arr, expected, atol=atol, rtol=rtol, equal_nan=True):
+        worst = float(np.nanmax(np.abs(arr - expected))) if arr.size else 0.0
+        return f"returned {_short(arr)}, expected {_short(expected)} (largest difference {worst:.3g})"
+    return None
+
+
+def compare_scalar(got, expected, atol: float = 1e-6, rtol: float = 1e-5) -> str | None:
+    """``None`` if ``got`` is a single number close to ``expected``, else what differs."""
+    try:
+        arr = as_array(got)
+    except TypeError as exc:
+        return str(exc)
+    if arr.size != 1:
+        return f"returned {_short(got)}, but a single number was expected"
+    return compare_arrays(arr.reshape(()), np.asarray(expected, dtype=float).reshape(()), atol=atol, rtol=rtol)
+
+
+def run_checks(name: str, fn, cases: list[Case], hint: str, time_limit: float = TIME_LIMIT) -> CheckResult:
+    """Run ``fn`` on every case; print and return the verdict. Never raises, never hangs."""
+
+    def verdict(passed: bool, text: str) -> CheckResult:
+        text = text if text.endswith((".", "?", "!")) else text + "."
+        message = f"{'✓' if passed else '✗'} {name}: {text}"
+        if not passed and hint:
+            message += f"\n  Hint: {hint}"
+        print(message)
+        return CheckResult(name, passed, message)
+
+    if fn is None or not callable(fn):
+        return verdict(False, f"expected a function, but got {_short(fn)}. Pass the function itself, "
+                              f"without calling it: checks.{name}(my_function), not checks.{name}(my_function()).")
+    for case in cases:
+        kept = copy.deepcopy(case.args)
+        args = copy.deepcopy(case.args)
+        status, value = _call_with_time_limit(fn, args, case.kwargs, time_limit)
+        if status == "timeout":
+            return verdict(False, f"did not finish within {time_limit:g} s on {case.label}. "
+                                  "Is there a loop that never ends?")
+        if status == "raised":
+            if isinstance(value, NotImplementedError):
+                return CheckResult(name, False, _print(f"… {name}: not implemented yet. Replace "
+                                                       "`raise NotImplementedError()` with your code, then run this again."))
+            return verdict(False, f"raised {type(value).__name__}: {str(value)[:200]} (on {case.label}).")
+        if not _same(args, kept):
+            return verdict(False, f"changed its input while working on {case.label}. "
+                                  "Compute a new value instead of modifying the argument in place.")
+        compare = case.compare or compare_arrays
+        try:
+            problem = compare(value, case.expected)
+        except Exception as exc:  # an answer so odd that comparing it fails
+            problem = f"returned {_short(value)}, which could not be compared ({type(exc).__name__})"
+        if problem:
+            return verdict(False, f"on {case.label}, your function {problem}")
+    return verdict(True, f"all {len(cases)} checks passed.")
+
+
+def _print(message: str) -> str:
+    print(message)
+    return message
+
+
+# ---------------------------------------------------------------------------
+# Notebook 00: how exercises work
+# ---------------------------------------------------------------------------
+
+def dot(fn) -> CheckResult:
+    """Checker for notebook 00: ``fn(w, x)`` is the weighted sum ``sum_i w[i] * x[i]`` of two 1-D arrays."""
+    rng = np.random.default_rng(0)
+    cases = [
+        Case((np.array([1.0, 2.0]), np.array([3.0, 4.0])), 11.0, "the example w = [1, 2], x = [3, 4]", compare_scalar),
+        Case((np.array([0.5]), np.array([-2.0])), -1.0, "vectors of length 1", compare_scalar),
+        Case((np.zeros(3), np.array([1.0, 2.0, 3.0])), 0.0, "all-zero weights", compare_scalar),
+    ]
+    for n in (5, 1000):
+        w, x = rng.normal(size=n), rng.normal(size=n)
+        cases.append(Case((w, x), float(w @ x), f"random vectors of length {n}", compare_scalar))
+    return run_checks("dot", fn, cases, hint="multiply w and x element by element, then add everything up: "
+                                             "np.sum(w * x) or w @ x.")
