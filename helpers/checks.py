@@ -228,3 +228,27 @@ def dot(fn) -> CheckResult:
         cases.append(Case((w, x), float(w @ x), f"random vectors of length {n}", compare_scalar))
     return run_checks("dot", fn, cases, hint="multiply w and x element by element, then add everything up: "
                                              "np.sum(w * x) or w @ x.")
+
+
+# ---------------------------------------------------------------------------
+# Notebook 01: neurons and layers
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 01's checkers)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 02: learning from data
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 02's checkers)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 03: backpropagation
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 03's checkers)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 04: training networks
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 04's checkers)

@@ -107,3 +107,27 @@ def make_first_slider(weight: float = 1.0, bias: float = 0.0):
     ax.set_title(f"One neuron's response: w = {weight:.2f}, b = {bias:.2f}")
     ax.grid(alpha=0.3)
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Notebook 01: neurons and layers
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 01's figures)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 02: learning from data
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 02's figures)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 03: backpropagation
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 03's figures)
+
+
+# ---------------------------------------------------------------------------
+# Notebook 04: training networks
+# ---------------------------------------------------------------------------
+# (section reserved for notebook 04's figures)
