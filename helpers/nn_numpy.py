@@ -1,0 +1,33 @@
+"""Neurons and layers in plain NumPy (introduced in notebook 01_neurons_and_layers).
+
+Conventions used throughout the course:
+
+* a batch of inputs ``X`` has shape ``(n, d_in)``: one row per example;
+* a layer's weights ``W`` have shape ``(d_in, d_out)`` and its bias ``b`` shape ``(d_out,)``,
+  so a layer computes ``X @ W + b`` with shape ``(n, d_out)``.
+  (PyTorch's ``nn.Linear`` stores the transpose, ``weight`` of shape ``(d_out, d_in)``.)
+"""
+
+import numpy as np
+
+
+def sigmoid(z):
+    """The S-shaped squashing function 1 / (1 + e^-z), computed without overflow for any z."""
+    z = np.asarray(z, dtype=float)
+    e = np.exp(-np.abs(z))  # never overflows: |z| >= 0 so e is in (0, 1]
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def tanh(z):
+    """Hyperbolic tangent: like sigmoid, but centred on 0 with outputs in (-1, 1)."""
+    return np.tanh(np.asarray(z, dtype=float))
+
+
+def relu(z):
+    """Rectified linear unit: max(0, z), element by element."""
+    return np.maximum(0.0, np.asarray(z, dtype=float))
+
+
+def dense(X, W, b):
+    """One fully connected layer: ``X (n, d_in) @ W (d_in, d_out) + b (d_out,) -> (n, d_out)``."""
+    return np.asarray(X, dtype=float) @ np.asarray(W, dtype=float) + np.asarray(b, dtype=float)
