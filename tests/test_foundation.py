@@ -1,0 +1,159 @@
+"""Tests of the foundation helpers: paths, repro, environment, plots, widgets, toy data."""
+
+import os
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import environment, paths, plots, repro, toy_data, widgets
+
+
+# --- paths -----------------------------------------------------------------
+
+def test_paths_do_not_depend_on_the_working_directory(tmp_path):
+    code = "from helpers import paths; print(paths.DATA_DIR)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(paths.DATA_DIR)
+    assert paths.NOTEBOOKS_DIR.is_dir() and (paths.REPO_ROOT / "helpers").is_dir()
+
+
+def test_missing_data_file_names_the_file():
+    with pytest.raises(FileNotFoundError, match="no_such_file.bin.*data/README.md"):
+        paths.data_path("no_such_file.bin")
+
+
+# --- repro -----------------------------------------------------------------
+
+def test_seed_everything_repeats_numpy_and_torch():
+    rng = repro.seed_everything(3)
+    a = (rng.normal(size=4), np.random.rand(2), torch.randn(3))
+    rng = repro.seed_everything(3)
+    b = (rng.normal(size=4), np.random.rand(2), torch.randn(3))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert torch.equal(a[2], b[2])
+    rng = repro.seed_everything(4)
+    assert not np.array_equal(rng.normal(size=4), a[0])
+
+
+def test_pick_device_is_usable():
+    device = repro.pick_device()
+    assert torch.zeros(2, device=device).sum().item() == 0.0
+
+
+# --- environment -----------------------------------------------------------
+
+def test_environment_is_ready_here():
+    assert environment.check() == []
+
+
+@pytest.mark.parametrize("found, phrase", [
+    ({"python": "3.9.7"}, "Python 3.9.7 is too old"),
+    ({"torch": "missing"}, "torch is not installed"),
+    ({"numpy": "3.0.0"}, "numpy 3.0.0 is outside the supported range"),
+    ({"matplotlib": "3.1.0"}, "matplotlib 3.1.0 is outside the supported range"),
+])
+def test_environment_names_each_problem(found, phrase):
+    versions = environment.versions() | found
+    problems = environment.check(versions)
+    assert len(problems) == 1 and phrase in problems[0]
+
+
+# --- plots -----------------------------------------------------------------
+
+def test_to_png_is_deterministic():
+    fig1 = plots.make_first_slider(2.0, 1.0)
+    fig2 = plots.make_first_slider(2.0, 1.0)
+    assert plots.to_png(fig1) == plots.to_png(fig2)
+    plt.close("all")
+
+
+def test_decision_regions_and_loss_curves_draw_labelled_axes():
+    X, y = toy_data.blobs(50)
+    fig, ax = plots.new_figure()
+    plots.decision_regions(ax, lambda P: 1 / (1 + np.exp(-(P[:, 0] + P[:, 1]))), X, y)
+    assert ax.get_xlabel() and ax.get_ylabel()
+    fig2, ax2 = plots.new_figure()
+    plots.loss_curves(ax2, {"train": [1.0, 0.5], "validation": [1.1, 0.7]})
+    assert [t.get_text() for t in ax2.get_legend().get_texts()] == ["train", "validation"]
+    plt.close("all")
+
+
+@pytest.mark.parametrize("weight, bias", [(0.0, 0.0), (-5.0, 5.0), (5.0, -5.0), (1e6, 1e6)])
+def test_first_slider_survives_extremes(weight, bias):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.make_first_slider(weight, bias)
+    assert "w = " in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+# --- widgets ---------------------------------------------------------------
+
+def make_explorer():
+    return widgets.Explorer(plots.make_first_slider,
+                            {"weight": widgets.slider(1.0, -5.0, 5.0, description="w"),
+                             "bias": widgets.slider(0.0, -5.0, 5.0, description="b")}, title="t")
+
+
+def test_explorer_redraws_when_a_value_is_set():
+    explorer = make_explorer()
+    before = explorer.png
+    assert before.startswith(b"\x89PNG")
+    explorer.controls["weight"].value = -3.0
+    assert explorer.png != before
+    assert explorer.params == {"weight": -3.0, "bias": 0.0}
+    stored = explorer.output.outputs[0]["data"]
+    assert set(stored) == {"image/png", "text/plain"}
+
+
+def test_explorer_bundle_has_static_png_and_stable_text():
+    bundle = make_explorer()._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["image/png"]
+    assert bundle["text/plain"] == "Explorer: t (controls: weight, bias)"
+
+
+def test_slider_kinds():
+    assert isinstance(widgets.slider(3, 1, 10), widgets.widgets.IntSlider)
+    assert isinstance(widgets.slider(0.5, 0.0, 1.0), widgets.widgets.FloatSlider)
+    log = widgets.slider(0.1, 0.001, 10.0, log=True)
+    assert isinstance(log, widgets.widgets.FloatLogSlider) and abs(log.value - 0.1) < 1e-12
+
+
+# --- toy data --------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [toy_data.blobs, toy_data.moons, toy_data.circles, toy_data.xor, toy_data.spirals])
+@given(n=st.integers(4, 300), seed=st.integers(0, 2**31 - 1))
+def test_toy_data_shapes_labels_and_determinism(make, n, seed):
+    X, y = make(n=n, seed=seed)
+    assert X.shape == (n, 2) and X.dtype == np.float32
+    assert y.shape == (n,) and set(np.unique(y)) <= {0, 1}
+    assert np.isfinite(X).all()
+    X2, y2 = make(n=n, seed=seed)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+
+
+def test_train_val_split_partitions_the_data():
+    X, y = toy_data.moons(101)
+    Xt, yt, Xv, yv = toy_data.train_val_split(X, y, val_fraction=0.2)
+    assert len(Xt) + len(Xv) == 101 and len(Xv) == 20
+    rows = {tuple(r) for r in np.vstack([Xt, Xv])}
+    assert rows == {tuple(r) for r in X}
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        toy_data.train_val_split(X, y, val_fraction=1.5)
+
+
+def test_ci_uses_one_thread_for_kernels():
+    text = (paths.REPO_ROOT / ".ci" / "run").read_text()
+    assert "OMP_NUM_THREADS=1" in text
+    assert os.access(paths.REPO_ROOT / ".ci" / "run", os.X_OK)
