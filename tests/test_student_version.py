@@ -1,0 +1,64 @@
+"""The student copy: solutions stubbed, outputs cleared, every notebook still runs to the end,
+and every checker says "not implemented yet" instead of crashing."""
+
+import nbformat
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from nbclient import NotebookClient
+
+from helpers import student
+from helpers.paths import NOTEBOOKS_DIR
+
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_strip_solution_keeps_indentation_and_surroundings():
+    source = "def f(x):\n    \"\"\"doc\"\"\"\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\nprint(1)"
+    assert student.strip_solution(source) == (
+        "def f(x):\n    \"\"\"doc\"\"\"\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(1)")
+
+
+@pytest.mark.parametrize("bad", ["### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION",
+                                 "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"])
+def test_unbalanced_markers_are_reported(bad):
+    with pytest.raises(ValueError, match="SOLUTION"):
+        student.strip_solution(bad)
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\n#"), max_size=20), max_size=6))
+def test_cells_without_markers_are_unchanged(lines):
+    source = "\n".join(lines)
+    assert student.strip_solution(source) == source
+
+
+def test_refuses_to_overwrite_the_solutions(capsys):
+    assert student.main([str(NOTEBOOKS_DIR)]) == 2
+    assert "Refusing" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def student_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    written = student.make_student_copy(out)
+    assert [p.name for p in written] == [p.name for p in NOTEBOOKS]
+    return out
+
+
+@pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
+def test_student_notebook_runs_and_checkers_say_not_implemented(student_dir, name):
+    nb = nbformat.read(student_dir / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    solution_cells = [c for c in code if "raise NotImplementedError()" in c.source]
+    assert solution_cells, f"{name}: no exercise was stubbed"
+    assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be cleared"
+    assert not any("### BEGIN SOLUTION" in c.source for c in code)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(student_dir)}}).execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, f"{name}: the student copy stops with {errors[0].ename}: {errors[0].evalue}"
+    checker_text = ["".join(o.get("text", "") for o in c.outputs)
+                    for c in nb.cells if c.cell_type == "code" and c.source.strip().startswith("checks.")
+                    and c.source.strip().endswith(")")]
+    unfinished = [t for t in checker_text if "not implemented yet" in t]
+    assert len(unfinished) >= len(solution_cells), (
+        f"{name}: every stubbed exercise's checker should say 'not implemented yet': {checker_text}")
