@@ -1,0 +1,145 @@
+"""The course in a real browser: JupyterLab + headless Chromium, driven by Playwright.
+
+For each notebook that has an explorer, this test opens it in JupyterLab, runs every cell,
+checks that no cell shows an error and no widget shows "Error displaying widget", moves a
+slider and checks that the explorer's figure changed. Screenshots of failures are saved in
+``tests/_artifacts/``. It needs Debian's ``chromium`` and the ``playwright`` package (no
+browser download): ``.ci/run`` installs both; elsewhere the test is skipped with the reason.
+"""
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+playwright = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the real-browser test needs the playwright package (pip install playwright); .ci/run installs it")
+if CHROMIUM is None:
+    pytest.skip("the real-browser test needs Chromium (Debian: apt-get install chromium); .ci/run installs it",
+                allow_module_level=True)
+
+ARTIFACTS = REPO_ROOT / "tests" / "_artifacts"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# Notebooks whose first explorer slider the test moves: name -> value to type into that slider.
+DRIVEN = {
+    "00_start_here.ipynb": "3",
+    "01_neurons_and_layers.ipynb": None,
+    "02_learning_from_data.ipynb": None,
+    "03_backpropagation.ipynb": None,
+    "04_training_networks.ipynb": None,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab on loopback, with a token, serving a scratch copy of the notebooks."""
+    root = tmp_path_factory.mktemp("lab")
+    for path in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"):
+        shutil.copy(path, root)
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(root / "jupyterlab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not start; see {root / 'jupyterlab.log'}")
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        proc.terminate()  # stop JupyterLab by its process id
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+ERROR_PATTERN = "/Traceback|Cell In\\[\\d+\\]|Error displaying widget/"
+
+# Finished when no cell is running and either every code cell has run or one shows an error
+# (after an error JupyterLab stops running the rest).
+ALL_DONE = """() => {
+  const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent);
+  if (prompts.length === 0 || prompts.some(p => p.includes('*'))) return false;
+  const failed = [...document.querySelectorAll('.jp-OutputArea-output')].some(e => %s.test(e.textContent));
+  return failed || prompts.every(p => /\\[\\d+\\]/.test(p));
+}""" % ERROR_PATTERN
+
+KERNEL_IDLE = """() => {
+  const bar = document.querySelector('#jp-main-statusbar');
+  return bar !== null && /\\|\\s*Idle/.test(bar.textContent);
+}"""
+
+ERRORS = """() => [...document.querySelectorAll('.jp-OutputArea-output')]
+  .filter(e => %s.test(e.textContent)).map(e => e.textContent.slice(0, 300))""" % ERROR_PATTERN
+
+
+@pytest.mark.parametrize("name", [n for n in DRIVEN if (NOTEBOOKS_DIR / n).exists()])
+def test_notebook_runs_in_jupyterlab_and_its_explorer_responds(lab, browser, name):
+    url, token = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{url}/lab/tree/{name}?token={token}")
+        page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
+                               timeout=60_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=90_000, polling=250)
+        page.evaluate("async () => await window.jupyterapp.commands.execute('editmenu:clear-all')")
+        page.evaluate("async () => await window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.wait_for_function(ALL_DONE, timeout=180_000, polling=500)
+        errors = page.evaluate(ERRORS)
+        assert not errors, f"{name} shows an error in the browser: {errors}"
+        assert page.locator("text=Error displaying widget").count() == 0
+
+        slider = page.locator(".widget-slider").first
+        slider.scroll_into_view_if_needed()
+        image = page.locator(".widget-output img").first
+        before = image.get_attribute("src")
+        value = DRIVEN[name] or "2"
+        readout = slider.locator(".widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type(value)
+        page.keyboard.press("Enter")
+        page.wait_for_function("([before]) => { const img = document.querySelector('.widget-output img');"
+                               " return img && img.getAttribute('src') !== before; }", arg=[before], timeout=30_000)
+        assert image.get_attribute("src") != before
+    except Exception:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        raise
+    finally:
+        page.close()
