@@ -1,0 +1,140 @@
+"""Notebook 01: nn_numpy against PyTorch, its figures and explorer, and its checkers."""
+
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from helpers import checks, nn_numpy, plots, widgets
+
+floats = st.floats(-1e6, 1e6, allow_nan=False)
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 5)), elements=floats))
+def test_activations_match_pytorch_without_warnings(z):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = [nn_numpy.sigmoid(z), nn_numpy.tanh(z), nn_numpy.relu(z)]
+    t = torch.from_numpy(z)
+    for mine, theirs in zip(ours, [torch.sigmoid(t), torch.tanh(t), torch.relu(t)]):
+        torch.testing.assert_close(torch.from_numpy(mine), theirs, rtol=1e-12, atol=1e-12)
+
+
+@given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_dense_matches_nn_linear(n, d_in, d_out, seed):
+    rng = np.random.default_rng(seed)
+    X, W, b = rng.normal(size=(n, d_in)), rng.normal(size=(d_in, d_out)), rng.normal(size=d_out)
+    linear = torch.nn.Linear(d_in, d_out, dtype=torch.float64)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(W.T))
+        linear.bias.copy_(torch.from_numpy(b))
+    torch.testing.assert_close(torch.from_numpy(nn_numpy.dense(X, W, b)), linear(torch.from_numpy(X)))
+
+
+def test_two_layer_forward_matches_sequential():
+    rng = np.random.default_rng(0)
+    X, W1, b1, W2, b2 = rng.normal(size=(7, 3)), rng.normal(size=(3, 4)), rng.normal(size=4), rng.normal(size=(4, 2)), rng.normal(size=2)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2), torch.nn.Sigmoid()).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.from_numpy(W1.T)); net[0].bias.copy_(torch.from_numpy(b1))
+        net[2].weight.copy_(torch.from_numpy(W2.T)); net[2].bias.copy_(torch.from_numpy(b2))
+    ours = nn_numpy.two_layer_forward(X, W1, b1, W2, b2, activation=nn_numpy.tanh)
+    torch.testing.assert_close(torch.from_numpy(ours), net(torch.from_numpy(X)))
+
+
+@pytest.mark.parametrize("sizes, expected", [([2, 3, 1], 13), ([784, 100, 10], 79510), ([5, 1], 6)])
+def test_count_parameters_matches_pytorch(sizes, expected):
+    layers = [torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    assert nn_numpy.count_parameters(sizes) == expected == sum(p.numel() for l in layers for p in l.parameters())
+
+
+@pytest.mark.parametrize("params", [{}, {"w1": 0.0, "w2": 0.0, "b": 0.0}, {"w1": -3.0, "w2": 3.0, "b": -3.0}])
+def test_neuron_boundary_figure_at_extremes(params):
+    fig = plots.make_neuron_boundary(**params)
+    assert "accuracy" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_zero_weights_say_so():
+    fig = plots.make_neuron_boundary(0.0, 0.0, 0.0)
+    assert any("ignores its inputs" in t.get_text() for t in fig.axes[0].texts)
+    plt.close(fig)
+
+
+def test_activation_and_diagram_figures():
+    fig = plots.make_activations()
+    assert [ax.get_title() for ax in fig.axes] == ["sigmoid", "tanh", "ReLU"]
+    fig2 = plots.make_network_diagram((2, 3, 1))
+    assert "13 parameters" in fig2.axes[0].get_title()
+    plt.close("all")
+
+
+def test_neuron_explorer_responds_to_each_slider():
+    explorer = widgets.Explorer(plots.make_neuron_boundary,
+                                {"w1": widgets.slider(1.0, -3.0, 3.0, step=0.1),
+                                 "w2": widgets.slider(-1.0, -3.0, 3.0, step=0.1),
+                                 "b": widgets.slider(0.0, -3.0, 3.0, step=0.1)})
+    seen = {explorer.png}
+    for name, value in [("w1", 2.0), ("w2", 1.0), ("b", -1.5)]:
+        explorer.controls[name].value = value
+        seen.add(explorer.png)
+    assert len(seen) == 4
+
+
+# --- checkers -------------------------------------------------------------
+
+def loops_forever(*args):
+    while True:
+        pass
+
+
+def not_implemented(*args):
+    raise NotImplementedError()
+
+
+def relu_in_place(z):
+    z[z < 0] = 0
+    return z
+
+
+RIGHT = [(checks.relu, lambda z: np.maximum(0, z)), (checks.sigmoid, nn_numpy.sigmoid),
+         (checks.dense_layer, lambda X, W, b: X @ W + b)]
+
+BROKEN = [
+    (checks.relu, lambda z: None, "return"),
+    (checks.relu, lambda z: np.array([0.0, 0.0, 3.0]), "shape"),            # hard-coded example
+    (checks.relu, lambda z: np.abs(z), "expected"),
+    (checks.relu, relu_in_place, "changed its input"),
+    (checks.relu, lambda z: z * np.nan, "NaN"),
+    (checks.relu, loops_forever, "did not finish"),
+    (checks.relu, not_implemented, "not implemented yet"),
+    (checks.relu, lambda z: [max(0, v) for v in z], "raised"),            # works for 1-D lists only
+    (checks.sigmoid, lambda z: 1 / (1 + np.exp(z)), "expected"),
+    (checks.sigmoid, lambda z: np.tanh(z), "expected"),
+    (checks.sigmoid, lambda z: 1 / (1 + np.exp(-np.clip(z, -5, 5))), "very large inputs"),  # wrong for large |z|
+    (checks.sigmoid, lambda z: float(1 / (1 + np.exp(-z[0]))), "shape"),
+    (checks.sigmoid, lambda z: 1 / 0, "ZeroDivisionError"),
+    (checks.dense_layer, lambda X, W, b: W.T @ X.T + b, "shape"),
+    (checks.dense_layer, lambda X, W, b: X @ W, "expected"),                 # forgot the bias
+    (checks.dense_layer, lambda X, W, b: X @ W + b[0], "expected"),
+    (checks.dense_layer, lambda X, W, b: np.array([[2.0, 5.0, -1.0]]), "shape"),  # hard-coded example
+    (checks.dense_layer, lambda X, W, b: "X @ W + b", "not a number"),
+    (checks.dense_layer, not_implemented, "not implemented yet"),
+]
+
+
+@pytest.mark.parametrize("checker, fn", RIGHT)
+def test_right_answers_pass(checker, fn):
+    assert checker(fn).passed is True
+
+
+@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
+def test_broken_answers_rejected(checker, fn, phrase):
+    result = checker(fn)
+    assert result.passed is False
+    assert phrase in result.message
