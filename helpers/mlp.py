@@ -1,0 +1,101 @@
+"""A small multi-layer perceptron and its training loop (introduced in notebook 04_training_networks).
+
+Notebook 04 writes the training loop out in full once; :func:`train_classifier` is that same
+loop, so that explorers and later cells can call it in one line. The models here are tiny,
+so they train on the CPU: moving a few thousand numbers to a GPU costs more than it saves.
+"""
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class MLP(nn.Module):
+    """Fully connected layers with ReLUs between them; the last layer gives one logit per example.
+
+    ``sizes=(2, 16, 16, 1)`` means 2 inputs, two hidden layers of 16 neurons, 1 output.
+    ``forward``: ``(n, sizes[0]) -> (n,)`` logits (apply a sigmoid for probabilities).
+    """
+
+    def __init__(self, sizes=(2, 16, 16, 1)):
+        super().__init__()
+        layers = []
+        for d_in, d_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU()]
+        self.net = nn.Sequential(*layers[:-1])  # no ReLU after the output layer
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+def to_tensors(X, y):
+    """NumPy data -> float32 tensors ``(n, d)`` and ``(n,)`` ready for the model and the loss."""
+    return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+
+
+def accuracy(logits, y) -> float:
+    """Fraction of examples where ``logits > 0`` (probability > 0.5) matches the label 0/1."""
+    return float(((logits > 0).float() == y).float().mean())
+
+
+def make_optimizer(model, name: str = "adam", lr: float = 0.01, weight_decay: float = 0.0):
+    """``"sgd"`` or ``"adam"`` over the model's parameters."""
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: choose 'sgd' or 'adam'")
+
+
+def train_classifier(model, X_train, y_train, X_val, y_val, epochs: int = 100, batch_size: int | None = 32,
+                     lr: float = 0.01, optimizer: str = "adam", weight_decay: float = 0.0, seed: int = 0,
+                     progress: bool = False) -> dict:
+    """Train ``model`` with binary cross-entropy, mini-batches and the chosen optimizer.
+
+    ``batch_size=None`` uses the whole training set as one batch. Returns a history with one
+    entry per epoch: ``train_loss``, ``val_loss`` (measured after the epoch, on all the data),
+    ``train_acc``, ``val_acc``. ``progress=True`` shows a tqdm bar with the current losses.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    Xt, yt = to_tensors(X_train, y_train)
+    Xv, yv = to_tensors(X_val, y_val)
+    loader = DataLoader(TensorDataset(Xt, yt), batch_size=batch_size or len(Xt), shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    loss_fn = nn.BCEWithLogitsLoss()
+    opt = make_optimizer(model, optimizer, lr, weight_decay)
+    history = {"train_loss": [], "val_loss": [], "train_acc": [], "val_acc": []}
+    epochs_iter = range(epochs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs_iter = tqdm(epochs_iter, desc="training", unit="epoch")
+    for _ in epochs_iter:
+        model.train()
+        for xb, yb in loader:
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            train_logits, val_logits = model(Xt), model(Xv)
+            history["train_loss"].append(loss_fn(train_logits, yt).item())
+            history["val_loss"].append(loss_fn(val_logits, yv).item())
+            history["train_acc"].append(accuracy(train_logits, yt))
+            history["val_acc"].append(accuracy(val_logits, yv))
+        if not math.isfinite(history["train_loss"][-1]):
+            raise FloatingPointError("the training loss became NaN or infinite: try a smaller learning rate")
+        if progress:
+            epochs_iter.set_postfix(train=f"{history['train_loss'][-1]:.3f}", val=f"{history['val_loss'][-1]:.3f}")
+    return history
+
+
+def predict_proba(model, X) -> np.ndarray:
+    """Probabilities of class 1 for NumPy points ``X (m, d)``: returns ``(m,)``."""
+    model.eval()
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.as_tensor(X, dtype=torch.float32))).numpy()
