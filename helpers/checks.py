@@ -106,7 +106,7 @@ def _call_with_time_limit(fn, args, kwargs, seconds):
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
     worker.join(seconds)
-    return box.get("result", ("timeout", None))
+    return box.get("result", ("timeout", "still running"))
 
 
 def _same(a, b) -> bool:
@@ -190,8 +190,10 @@ def run_checks(name: str, fn, cases: list[Case], hint: str, time_limit: float = 
         args = copy.deepcopy(case.args)
         status, value = _call_with_time_limit(fn, args, case.kwargs, time_limit)
         if status == "timeout":
+            still = (" It is still running in the background: restart the kernel to stop it."
+                     if value == "still running" else "")
             return verdict(False, f"did not finish within {time_limit:g} s on {case.label}. "
-                                  "Is there a loop that never ends?")
+                                  f"Is there a loop that never ends?{still}")
         if status == "raised":
             if isinstance(value, NotImplementedError):
                 return CheckResult(name, False, _print(f"… {name}: not implemented yet. Replace "
@@ -445,15 +447,3 @@ def bce_with_logits(fn) -> CheckResult:
     return run_checks("bce_with_logits", fn, cases,
                       hint="per example: max(z, 0) - z*y + log(1 + exp(-|z|)) never overflows; then the mean. "
                            "Taking log(sigmoid(z)) directly fails for huge logits.")
-
-
-# ---------------------------------------------------------------------------
-# Notebook 05: text to numbers
-# ---------------------------------------------------------------------------
-# (section reserved for notebook 05's checkers)
-
-
-# ---------------------------------------------------------------------------
-# Notebook 06: next-token prediction
-# ---------------------------------------------------------------------------
-# (section reserved for notebook 06's checkers)

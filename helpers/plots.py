@@ -357,15 +357,3 @@ def make_training_explorer(hidden: int = 32, noise: float = 0.3, epochs: int = 1
                      f"val acc {history['val_acc'][-1]:.0%}", fontsize=9)
     ax_map.legend(loc="lower right", fontsize=7)
     return fig
-
-
-# ---------------------------------------------------------------------------
-# Notebook 05: text to numbers
-# ---------------------------------------------------------------------------
-# (section reserved for notebook 05's figures)
-
-
-# ---------------------------------------------------------------------------
-# Notebook 06: next-token prediction
-# ---------------------------------------------------------------------------
-# (section reserved for notebook 06's figures)

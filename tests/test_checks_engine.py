@@ -85,11 +85,19 @@ def test_endless_loop_is_stopped_quickly_and_the_alarm_is_cleared():
 def test_time_limit_works_off_the_main_thread():
     import threading
 
+    stop = threading.Event()
+
+    def spins_until_stopped(w, x):
+        while not stop.is_set():
+            pass
+
     box = {}
-    thread = threading.Thread(target=lambda: box.setdefault("r", checks.dot(endless)))
+    thread = threading.Thread(target=lambda: box.setdefault("r", checks.dot(spins_until_stopped)))
     thread.start()
     thread.join(10)
+    stop.set()  # a thread cannot be killed: the checker says so, and this test stops it itself
     assert box["r"].passed is False and "did not finish" in box["r"].message
+    assert "restart the kernel" in box["r"].message
 
 
 def test_result_displays_nothing_more_in_notebooks():
@@ -113,3 +121,52 @@ def test_compare_accepts_tensors_and_lists():
     assert checks.compare_arrays(torch.tensor([1.0, 2.0], requires_grad=True) * 1, [1.0, 2.0]) is None
     assert checks.compare_arrays([[1, 2]], np.array([[1.0, 2.0]])) is None
     assert checks.compare_scalar(np.float32(3.0), 3.0) is None
+
+
+# --- every checker in the course, against the same generic broken answers ------------------
+
+import inspect  # noqa: E402
+
+ALL_CHECKERS = [fn for name, fn in inspect.getmembers(checks, inspect.isfunction)
+                if (fn.__doc__ or "").startswith("Checker for notebook")]
+
+
+def _mutate_first_array(*args):
+    for arg in args:
+        if isinstance(arg, np.ndarray) and arg.size:
+            arg.flat[0] += 1.0
+            return arg
+        if hasattr(arg, "detach") and arg.numel():
+            arg.view(-1)[0] += 1.0
+            return arg
+    raise TypeError("no array argument")  # checkers whose inputs are plain numbers
+
+
+GENERIC_BROKEN = {
+    "returns None": (lambda *a: None, ["return"]),
+    "raises an exception": (lambda *a: {}["missing"], ["raised KeyError"]),
+    "returns NaN": (lambda *a: float("nan"), ["NaN", "a pair", "batches", "not a number", "shape"]),
+    "returns infinity": (lambda *a: np.full((2, 2), np.inf), ["NaN or infinity", "shape", "batches", "one number"]),
+    "wrong shape": (lambda *a: np.zeros((7, 7, 7)), ["shape", "batches", "a single number"]),
+    "wrong type": (lambda *a: {"answer": 1}, ["not a number", "batches"]),
+    "text instead of numbers": (lambda *a: "0.5", ["not a number", "batches"]),
+    "loops forever": (lambda *a: endless(None, None), ["did not finish"]),
+    "a stub": (lambda *a: not_yet(None, None), ["not implemented yet"]),
+    "changes its input": (_mutate_first_array, ["changed its input", "raised TypeError"]),
+}
+
+
+def test_every_checker_is_found():
+    names = {fn.__name__ for fn in ALL_CHECKERS}
+    assert {"dot", "relu", "sigmoid", "dense_layer", "mse", "numerical_gradient", "gradient_descent_step",
+            "mul_backward", "tanh_backward", "accuracy", "make_batches", "bce_with_logits"} <= names
+
+
+@pytest.mark.parametrize("kind", list(GENERIC_BROKEN))
+@pytest.mark.parametrize("checker", ALL_CHECKERS, ids=lambda f: f.__name__)
+def test_every_checker_rejects_generic_broken_answers(checker, kind, capsys):
+    broken, phrases = GENERIC_BROKEN[kind]
+    result = checker(broken)  # must not raise, must not hang
+    assert result.passed is False, f"{checker.__name__} accepted an answer that {kind}"
+    assert any(p in result.message for p in phrases), f"{checker.__name__}, {kind}: {result.message}"
+    assert result.message in capsys.readouterr().out
