@@ -113,12 +113,14 @@ def test_notebook_runs_in_jupyterlab_and_its_explorer_responds(lab, browser, nam
     url, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(f"{url}/lab/tree/{name}?token={token}")
+        # A workspace of its own (reset) so that only this notebook is open and active.
+        page.goto(f"{url}/lab/workspaces/test-{name[:2]}/tree/{name}?token={token}&reset")
         page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
                                timeout=60_000)
         page.wait_for_function(KERNEL_IDLE, timeout=90_000, polling=250)
         page.evaluate("async () => await window.jupyterapp.commands.execute('editmenu:clear-all')")
-        page.evaluate("async () => await window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # Fire and forget: the wait below has a timeout, an awaited command would not.
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         page.wait_for_function(ALL_DONE, timeout=180_000, polling=500)
         errors = page.evaluate(ERRORS)
         assert not errors, f"{name} shows an error in the browser: {errors}"
