@@ -257,8 +257,31 @@ def _sigmoid_reference(z):
     return nn_numpy.sigmoid(z)
 
 
+def _without_overflow(fn):
+    """``fn`` run with NumPy's overflow and invalid-value warnings turned into errors.
+
+    Used by the sigmoid checker: ``1 / (1 + np.exp(-z))`` gives the right number at z = -1000
+    only after ``np.exp(1000)`` has overflowed to infinity, which a careful sigmoid avoids.
+    (``np.errstate`` holds for the thread that runs ``fn``, so the thread fallback keeps it.)
+    """
+
+    def strict(*args, **kwargs):
+        with np.errstate(over="raise", invalid="raise"):
+            try:
+                return fn(*args, **kwargs)
+            except FloatingPointError as exc:
+                raise FloatingPointError(f"{exc}: a float cannot hold e^1000, so np.exp gave infinity "
+                                         "(NumPy's overflow warning, treated as an error here)") from None
+
+    return strict
+
+
 def sigmoid(fn) -> CheckResult:
-    """Checker for notebook 01: ``fn(z)`` is ``1 / (1 + exp(-z))`` element by element, even for huge ``|z|``."""
+    """Checker for notebook 01: ``fn(z)`` is ``1 / (1 + exp(-z))`` element by element, even for huge ``|z|``.
+
+    The hidden case z = [-1000, -40, 40, 1000] must give 0 and 1, with no NaN and with NumPy's
+    overflow warnings treated as errors.
+    """
     rng = np.random.default_rng(2)
     z_ex = np.array([-1.0, 0.0, 1.0])
     z_2d = rng.normal(size=(5, 4)) * 3
@@ -266,8 +289,11 @@ def sigmoid(fn) -> CheckResult:
     cases = [Case((z_ex,), _sigmoid_reference(z_ex), "the example z = [-1, 0, 1]"),
              Case((z_2d,), _sigmoid_reference(z_2d), "a hidden 2-D array of shape (5, 4)"),
              Case((z_big,), _sigmoid_reference(z_big), "very large inputs z = [-1000, -40, 40, 1000]")]
-    return run_checks("sigmoid", fn, cases, hint="1 / (1 + np.exp(-z)) works for arrays of any shape; "
-                                                 "results must stay between 0 and 1 even for z = -1000.")
+    checked = _without_overflow(fn) if callable(fn) else fn
+    return run_checks("sigmoid", checked, cases,
+                      hint="1 / (1 + np.exp(-z)) works for arrays of any shape, but np.exp(-z) overflows "
+                           "when z is very negative. Compute e = np.exp(-np.abs(z)), which is never above 1, "
+                           "then take 1 / (1 + e) where z >= 0 and e / (1 + e) where z < 0 (np.where).")
 
 
 def dense_layer(fn) -> CheckResult:
@@ -281,6 +307,59 @@ def dense_layer(fn) -> CheckResult:
         cases.append(Case((X, W, b), X @ W + b, f"a hidden batch X of shape ({n}, {d_in}), W of shape ({d_in}, {d_out})"))
     return run_checks("dense_layer", fn, cases, hint="each row of X is one example: X @ W has shape (n, d_out); "
                                                      "then add the bias b to every row.")
+
+
+def _two_layer_slips(X, W1, b1, W2, b2):
+    """The usual slips in a 2-layer forward pass: (what it computes, what went wrong)."""
+    sig = _sigmoid_reference
+    pre = X @ W1 + b1
+    return [
+        (np.maximum(0.0, pre) @ W2 + b2, "forgot the sigmoid on the output layer (the outputs must be "
+                                         "probabilities between 0 and 1)"),
+        (sig(pre @ W2 + b2), "skipped the ReLU on the hidden layer"),
+        (sig(sig(pre) @ W2 + b2), "used sigmoid on the hidden layer; this network uses ReLU there"),
+        (sig(np.maximum(0.0, X @ W1) @ W2 + b2), "left out the hidden bias b1"),
+        (sig(np.maximum(0.0, pre) @ W2), "left out the output bias b2"),
+    ]
+
+
+def _compare_naming_slips(slips):
+    """``compare_arrays``, which also says which usual slip a wrong answer matches."""
+
+    def compare(got, expected):
+        problem = compare_arrays(got, expected)
+        if problem is None:
+            return None
+        try:
+            arr = as_array(got)
+        except TypeError:
+            return problem
+        for wrong, words in slips:
+            if arr.shape == wrong.shape and np.allclose(arr, wrong, atol=1e-6, rtol=1e-5):
+                return f"{problem}. It looks as if you {words}"
+        return problem
+
+    return compare
+
+
+def two_layer_forward(fn) -> CheckResult:
+    """Checker for notebook 01: ``fn(X, W1, b1, W2, b2)`` is ``sigmoid(relu(X @ W1 + b1) @ W2 + b2)``."""
+    rng = np.random.default_rng(4)
+    xor_net = (np.array([[1.0, -1.0], [-1.0, -1.0]]), np.array([[1.0, -1.0], [-1.0, 1.0]]), np.array([0.0, 0.0]),
+               np.array([[3.0], [3.0]]), np.array([-3.0]))
+    inputs = [(xor_net, "the example: this notebook's XOR network on the points (1, -1) and (-1, -1)")]
+    for n, d_in, d_hidden, d_out in [(5, 2, 3, 1), (1, 4, 6, 2), (64, 10, 32, 3)]:
+        args = (rng.normal(size=(n, d_in)), rng.normal(size=(d_in, d_hidden)), rng.normal(size=d_hidden),
+                rng.normal(size=(d_hidden, d_out)), rng.normal(size=d_out))
+        inputs.append((args, f"a hidden batch X of shape ({n}, {d_in}), W1 of shape ({d_in}, {d_hidden}), "
+                             f"W2 of shape ({d_hidden}, {d_out})"))
+    cases = []
+    for (X, W1, b1, W2, b2), label in inputs:
+        expected = _sigmoid_reference(np.maximum(0.0, X @ W1 + b1) @ W2 + b2)
+        cases.append(Case((X, W1, b1, W2, b2), expected, label, _compare_naming_slips(_two_layer_slips(X, W1, b1, W2, b2))))
+    return run_checks("two_layer_forward", fn, cases,
+                      hint="one layer after the other: hidden = relu(X @ W1 + b1) has shape (n, d_hidden); "
+                           "then return sigmoid(hidden @ W2 + b2), shape (n, d_out).")
 
 
 # ---------------------------------------------------------------------------
@@ -447,3 +526,75 @@ def bce_with_logits(fn) -> CheckResult:
     return run_checks("bce_with_logits", fn, cases,
                       hint="per example: max(z, 0) - z*y + log(1 + exp(-|z|)) never overflows; then the mean. "
                            "Taking log(sigmoid(z)) directly fails for huge logits.")
+
+
+# ---------------------------------------------------------------------------
+# Notebook 05: text to numbers
+# ---------------------------------------------------------------------------
+
+def _compare_counts(got, expected):
+    if got is None:
+        return "returned None: did you forget the `return` statement?"
+    if not hasattr(got, "items"):
+        return f"returned {_short(got)}, but a dict {{(a, b): count}} was expected"
+    try:
+        got = {tuple(k): v for k, v in got.items() if v}
+    except TypeError:
+        return "returned a dict whose keys are not pairs (a, b)"
+    if got != dict(expected):
+        missing = [p for p in expected if p not in got]
+        wrong = [p for p in got if p in expected and got[p] != expected[p]]
+        extra = [p for p in got if p not in expected]
+        if wrong:
+            p = wrong[0]
+            return f"counted {p} {_short(got[p])} times, expected {expected[p]}"
+        if missing:
+            return f"is missing the pair {missing[0]} (it occurs {expected[missing[0]]} times)"
+        return f"counted the pair {extra[0]}, which does not occur"
+    return None
+
+
+def pair_counts(fn) -> CheckResult:
+    """Checker for notebook 05: ``fn(ids)`` returns ``{(a, b): count}`` of adjacent pairs, overlaps included."""
+    from collections import Counter
+
+    rng = np.random.default_rng(11)
+    def ref(ids):
+        return dict(Counter(zip(ids, ids[1:])))
+    examples = [([1, 2, 3, 1, 2], "the example [1, 2, 3, 1, 2]"), ([5, 5, 5], "overlapping pairs [5, 5, 5]"),
+                ([7], "a single id"), ([], "an empty list")]
+    big = [int(v) for v in rng.integers(0, 20, size=3000)]
+    examples.append((big, "a hidden list of 3000 ids"))
+    cases = [Case((ids,), ref(ids), label, _compare_counts) for ids, label in examples]
+    return run_checks("pair_counts", fn, cases, hint="walk over zip(ids, ids[1:]) and count each pair; "
+                                                     "[5, 5, 5] has the pair (5, 5) twice.")
+
+
+def _compare_ids(got, expected):
+    if got is None:
+        return "returned None: did you forget the `return` statement?"
+    try:
+        got = [int(v) for v in got]
+    except (TypeError, ValueError):
+        return f"returned {_short(got)}, which is not a list of integer ids"
+    if got != list(expected):
+        return f"returned {_short(got)}, expected {_short(list(expected))}"
+    return None
+
+
+def merge(fn) -> CheckResult:
+    """Checker for notebook 05: ``fn(ids, pair, new_id)`` replaces each occurrence of ``pair``, left to
+    right and without overlaps, by ``new_id``, returning a new list."""
+    from helpers import tokenizers
+
+    rng = np.random.default_rng(12)
+    examples = [([1, 2, 3, 1, 2], (1, 2), 99, "the example [1, 2, 3, 1, 2] with (1, 2) -> 99"),
+                ([5, 5, 5], (5, 5), 9, "overlapping occurrences [5, 5, 5] with (5, 5) -> 9"),
+                ([1, 3, 1], (1, 2), 9, "a pair that does not occur"),
+                ([], (1, 2), 9, "an empty list")]
+    big = [int(v) for v in rng.integers(0, 4, size=2000)]
+    examples.append((big, (1, 1), 300, "a hidden list of 2000 ids"))
+    cases = [Case((ids, pair, new), tokenizers.merge(ids, pair, new), label, _compare_ids)
+             for ids, pair, new, label in examples]
+    return run_checks("merge", fn, cases, hint="walk with an index i: if ids[i], ids[i + 1] is the pair, "
+                                               "append new_id and jump by 2, else append ids[i] and step by 1.")

@@ -102,8 +102,31 @@ def relu_in_place(z):
     return z
 
 
+def naive_sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def sigmoid_both_branches(z):
+    """Looks stable, but np.where evaluates both branches, so np.exp(1000) still overflows."""
+    return np.where(z >= 0, 1 / (1 + np.exp(-z)), np.exp(z) / (1 + np.exp(z)))
+
+
+def forward(X, W1, b1, W2, b2):
+    return nn_numpy.sigmoid(np.maximum(0, X @ W1 + b1) @ W2 + b2)
+
+
+def forward_in_place(X, W1, b1, W2, b2):
+    X -= 0  # harmless...
+    b1 *= 2  # ...but this changes the caller's array
+    return forward(X, W1, b1 / 2, W2, b2)
+
+
 RIGHT = [(checks.relu, lambda z: np.maximum(0, z)), (checks.sigmoid, nn_numpy.sigmoid),
-         (checks.dense_layer, lambda X, W, b: X @ W + b)]
+         (checks.sigmoid, lambda z: 0.5 * np.tanh(z / 2) + 0.5),                  # another overflow-free form
+         (checks.sigmoid, lambda z: 1 / (1 + np.exp(-np.clip(z, -500, 500)))),   # clipped far enough out
+         (checks.dense_layer, lambda X, W, b: X @ W + b),
+         (checks.two_layer_forward, forward),
+         (checks.two_layer_forward, lambda X, W1, b1, W2, b2: nn_numpy.two_layer_forward(X, W1, b1, W2, b2))]
 
 BROKEN = [
     (checks.relu, lambda z: None, "return"),
@@ -119,12 +142,34 @@ BROKEN = [
     (checks.sigmoid, lambda z: 1 / (1 + np.exp(-np.clip(z, -5, 5))), "expected"),  # wrong for large |z|
     (checks.sigmoid, lambda z: float(1 / (1 + np.exp(-z[0]))), "shape"),
     (checks.sigmoid, lambda z: 1 / 0, "ZeroDivisionError"),
+    (checks.sigmoid, naive_sigmoid, "overflow"),                              # right values, but e^1000
+    (checks.sigmoid, sigmoid_both_branches, "overflow"),
+    (checks.sigmoid, lambda z: np.exp(z) / np.exp(z).sum(), "expected"),       # softmax, not sigmoid
+    (checks.sigmoid, loops_forever, "did not finish"),
     (checks.dense_layer, lambda X, W, b: W.T @ X.T + b, "shape"),
     (checks.dense_layer, lambda X, W, b: X @ W, "expected"),                 # forgot the bias
     (checks.dense_layer, lambda X, W, b: X @ W + b[0], "expected"),
     (checks.dense_layer, lambda X, W, b: np.array([[2.0, 5.0, -1.0]]), "shape"),  # hard-coded example
     (checks.dense_layer, lambda X, W, b: "X @ W + b", "not a number"),
     (checks.dense_layer, not_implemented, "not implemented yet"),
+    (checks.two_layer_forward, lambda *a: None, "return"),
+    (checks.two_layer_forward, not_implemented, "not implemented yet"),
+    (checks.two_layer_forward, loops_forever, "did not finish"),
+    (checks.two_layer_forward, forward_in_place, "changed its input"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: nn_numpy.sigmoid(np.array([[3.0], [-3.0]])),  # hard-coded
+     "returned shape (2, 1), expected shape (5, 1)"),                                                   # example
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X, W1, b1, W2, b2)[:, 0], "returned shape (2,)"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X, W1, b1, W2, b2) * np.nan, "NaN"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: np.maximum(0, X @ W1 + b1) @ W2 + b2,
+     "forgot the sigmoid on the output layer"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: nn_numpy.sigmoid((X @ W1 + b1) @ W2 + b2),
+     "skipped the ReLU"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: nn_numpy.two_layer_forward(X, W1, b1, W2, b2,
+                                                                                    activation=nn_numpy.sigmoid),
+     "used sigmoid on the hidden layer"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X, W1, 0 * b1, W2, b2), "left out the hidden bias"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X, W1, b1, W2, 0 * b2), "left out the output bias"),
+    (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X.T, W1, b1, W2, b2), "raised"),
 ]
 
 
@@ -138,3 +183,27 @@ def test_broken_answers_rejected(checker, fn, phrase):
     result = checker(fn)
     assert result.passed is False
     assert phrase in result.message
+
+
+def test_sigmoid_overflow_is_caught_in_the_thread_fallback_too():
+    """Where there is no alarm signal the learner's function runs in a helper thread; the
+    overflow check must hold there as well."""
+    import threading
+
+    box = {}
+    worker = threading.Thread(target=lambda: box.update(result=checks.sigmoid(naive_sigmoid)))
+    worker.start()
+    worker.join(10)
+    assert box["result"].passed is False and "overflow" in box["result"].message
+
+
+def test_sigmoid_checker_leaves_numpy_error_settings_alone():
+    before = np.geterr()
+    checks.sigmoid(naive_sigmoid)
+    checks.sigmoid(nn_numpy.sigmoid)
+    assert np.geterr() == before
+
+
+def test_failed_sigmoid_hint_explains_the_overflow_fix():
+    message = checks.sigmoid(naive_sigmoid).message
+    assert "very large inputs" in message and "np.exp(-np.abs(z))" in message
