@@ -357,3 +357,49 @@ def make_training_explorer(hidden: int = 32, noise: float = 0.3, epochs: int = 1
                      f"val acc {history['val_acc'][-1]:.0%}", fontsize=9)
     ax_map.legend(loc="lower right", fontsize=7)
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Notebook 05: text to numbers
+# ---------------------------------------------------------------------------
+
+TOKEN_COLORS = ["#cfe2f3", "#f4cccc", "#d9ead3", "#fff2cc", "#d9d2e9", "#fce5cd"]
+
+
+def _shown(piece: str) -> str:
+    """A token piece made visible: spaces as '·', newlines as '↵'."""
+    return piece.replace(" ", "·").replace("\n", "↵")
+
+
+def make_token_colours(text: str = "To be, or not to be: that is the question.", vocab_size: int = 512):
+    """``text`` cut into tokens by the course tokenizer truncated to ``vocab_size``, each token a
+    coloured box; the title gives the count and the characters per token."""
+    from helpers import tokenizers
+    from helpers.paths import data_path
+
+    tokenizer = tokenizers.BPETokenizer.load(data_path("tokenizer_bpe512.json"))
+    vocab_size = int(min(max(vocab_size, 256), tokenizer.vocab_size))
+    tokenizer = tokenizer.truncated(vocab_size)
+    text = text[:400]
+    pieces = tokenizer.tokenize(text)
+    fig, ax = new_figure(width=9.6, height=3.4)
+    x, y, width, char_w = 0.0, 0.0, 64.0, 0.66  # char_w: one monospace character in axis units
+    for k, piece in enumerate(pieces):
+        shown = _shown(piece)
+        if x + char_w * len(shown) > width:
+            x, y = 0.0, y - 1.4
+        ax.text(x, y, shown, family="monospace", fontsize=11, va="top",
+                bbox={"boxstyle": "square,pad=0.15", "facecolor": TOKEN_COLORS[k % len(TOKEN_COLORS)],
+                      "edgecolor": "grey", "linewidth": 0.5})
+        x += char_w * len(shown) + 0.5
+        if piece.endswith("\n"):
+            x, y = 0.0, y - 1.4
+    ax.set_xlim(-0.5, width + 2)
+    ax.set_ylim(min(y - 1.6, -6), 1.0)
+    ax.axis("off")
+    if text:
+        ax.set_title(f"{len(text)} characters -> {len(pieces)} tokens (vocabulary {vocab_size}): "
+                     f"{len(text) / len(pieces):.2f} characters per token", fontsize=10)
+    else:
+        ax.set_title(f"type some text: the empty string has no tokens (vocabulary {vocab_size})", fontsize=10)
+    return fig

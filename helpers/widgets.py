@@ -39,6 +39,12 @@ def slider(value, min, max, step=None, description="", log=False, readout_format
                                continuous_update=False, readout_format=readout_format or ".2f")
 
 
+def text_box(value: str = "", description: str = ""):
+    """A one-line text input that updates when you press Enter or leave the box."""
+    return widgets.Text(value=value, description=description, continuous_update=False,
+                        style={"description_width": "initial"}, layout=widgets.Layout(width="560px"))
+
+
 class Explorer:
     """Redraw ``make_figure(**values)`` whenever one of ``controls`` changes.
 

@@ -38,6 +38,7 @@ DRIVEN = {
     "02_learning_from_data.ipynb": None,
     "03_backpropagation.ipynb": None,
     "04_training_networks.ipynb": None,
+    "05_text_to_numbers.ipynb": "256",
 }
 
 
