@@ -403,3 +403,67 @@ def make_token_colours(text: str = "To be, or not to be: that is the question.",
     else:
         ax.set_title(f"type some text: the empty string has no tokens (vocabulary {vocab_size})", fontsize=10)
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Notebook 06: next-token prediction
+# ---------------------------------------------------------------------------
+
+def _bigram_model():
+    """The character bigram model of notebook 06 (add-one smoothing), cached after the first call."""
+    global _BIGRAM
+    try:
+        return _BIGRAM
+    except NameError:
+        from helpers import data, language_model, tokenizers
+
+        text = data.corpus_text("train")
+        tok = tokenizers.CharTokenizer(text)
+        counts = language_model.bigram_counts(tok.encode(text), tok.vocab_size)
+        _BIGRAM = tok, counts, language_model.bigram_probs(counts, alpha=1.0)
+        return _BIGRAM
+
+
+def make_bigram_table(counts, chars, show=" \nabcdefghijklmnopqrstuvwxyz"):
+    """Heat map of bigram counts for the characters in ``show`` (rows: current, columns: next)."""
+    index = [chars.index(c) for c in show if c in chars]
+    sub = counts[np.ix_(index, index)]
+    labels = ["␣" if chars[i] == " " else "\\n" if chars[i] == "\n" else chars[i] for i in index]
+    fig, ax = new_figure(width=7.2, height=6.4)
+    image = ax.imshow(np.log10(sub + 1), cmap="Blues")
+    ax.set_xticks(range(len(index)), labels, fontsize=8)
+    ax.set_yticks(range(len(index)), labels, fontsize=8)
+    ax.set_xlabel("next character")
+    ax.set_ylabel("current character")
+    ax.set_title("How often each character follows another (log scale)")
+    fig.colorbar(image, ax=ax, label="log10(count + 1)", shrink=0.8)
+    return fig
+
+
+def make_sampling_explorer(temperature: float = 1.0, top_k: int = 78, context: str = "h"):
+    """The bigram model's next-character distribution after ``context`` (adjusted by temperature
+    and top-k), and a sampled line that starts from ``context``."""
+    from helpers import language_model
+
+    tok, counts, probs = _bigram_model()
+    if not context or context[-1] not in tok.stoi:
+        context = "h"
+    current = tok.stoi[context[-1]]
+    top_k = int(min(max(top_k, 1), tok.vocab_size))
+    adjusted = language_model.adjust(probs[current], temperature, top_k)
+    order = np.argsort(adjusted)[::-1][:15]
+    fig, (ax, ax_text) = new_figure(nrows=2, width=9.0, height=5.4)
+    shown = ["␣" if tok.chars[i] == " " else "\\n" if tok.chars[i] == "\n" else tok.chars[i] for i in order]
+    ax.bar(range(len(order)), adjusted[order], color=CLASS_COLORS[0])
+    ax.set_xticks(range(len(order)), shown)
+    ax.set_ylabel("probability")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Next character after {context[-1]!r}: temperature {temperature:.2f}, top-k {top_k} "
+                 f"(the 15 most likely shown)", fontsize=10)
+    ids = language_model.sample(probs, current, 160, temperature, top_k, seed=0)
+    text = context[-1] + tok.decode(ids)
+    ax_text.text(0.0, 1.0, "\n".join(text.split("\n")[:6]), family="monospace", fontsize=9, va="top",
+                 transform=ax_text.transAxes, wrap=True)
+    ax_text.axis("off")
+    ax_text.set_title("a sample (seed 0)", fontsize=10)
+    return fig

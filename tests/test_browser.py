@@ -39,6 +39,7 @@ DRIVEN = {
     "03_backpropagation.ipynb": None,
     "04_training_networks.ipynb": None,
     "05_text_to_numbers.ipynb": "256",
+    "06_next_token_prediction.ipynb": "3",
 }
 
 

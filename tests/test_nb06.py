@@ -1,0 +1,140 @@
+"""Notebook 06: the bigram language model, sampling, its figures, explorer and checkers."""
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from helpers import checks, plots, widgets
+from helpers import language_model as lm
+
+
+def test_counts_and_probabilities():
+    counts = lm.bigram_counts([0, 1, 1, 0, 1], 3)
+    assert counts.tolist() == [[0, 2, 0], [1, 1, 0], [0, 0, 0]]
+    probs = lm.bigram_probs(counts, alpha=1.0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    assert probs[0, 1] == pytest.approx(3 / 5)
+
+
+def test_cross_entropy_matches_pytorch_and_is_infinite_for_unseen_pairs():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 5, size=200)
+    probs = lm.bigram_probs(lm.bigram_counts(ids, 5), alpha=0.5)
+    expected = torch.nn.functional.nll_loss(torch.log(torch.from_numpy(probs[ids[:-1]])), torch.from_numpy(ids[1:]))
+    assert lm.cross_entropy(probs, ids) == pytest.approx(expected.item(), rel=1e-9)
+    raw = lm.bigram_counts([0, 1, 0, 1], 3) / np.array([[2.0], [2.0], [1.0]])
+    assert math.isinf(lm.cross_entropy(raw, [0, 2]))
+
+
+@given(arrays(np.float64, st.integers(2, 30), elements=st.floats(0.001, 1.0)),
+       st.floats(0.01, 50), st.integers(1, 40))
+def test_adjust_is_a_distribution_and_respects_top_k(weights, temperature, top_k):
+    probs = weights / weights.sum()
+    adjusted = lm.adjust(probs, temperature, top_k)
+    assert adjusted.sum() == pytest.approx(1.0) and (adjusted >= 0).all()
+    if top_k < len(probs):
+        kept = probs >= np.sort(probs)[-top_k]  # the k most likely (ties at the cut-off are kept)
+        assert ((adjusted > 0) == kept).all()
+    torch_version = torch.softmax(torch.log(torch.from_numpy(probs)) / temperature, dim=0).numpy()
+    if top_k >= len(probs):
+        np.testing.assert_allclose(adjusted, torch_version, rtol=1e-9, atol=1e-12)
+
+
+def test_temperature_extremes_and_bad_values():
+    probs = np.array([0.5, 0.3, 0.2])
+    assert lm.adjust(probs, 0.01).max() > 0.999
+    assert lm.adjust(probs, 1000).max() < 0.34
+    assert lm.adjust(probs, 1.0, top_k=1).tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="temperature must be above 0"):
+        lm.adjust(probs, 0.0)
+    with pytest.raises(ValueError, match="top_k must be at least 1"):
+        lm.adjust(probs, 1.0, top_k=0)
+
+
+def test_sampling_is_seeded():
+    probs = lm.bigram_probs(lm.bigram_counts([0, 1, 2, 0, 2, 1], 3))
+    assert lm.sample(probs, 0, 50, seed=3) == lm.sample(probs, 0, 50, seed=3)
+    assert lm.sample(probs, 0, 50, seed=3) != lm.sample(probs, 0, 50, seed=4)
+
+
+def test_bigram_table_figure():
+    tok, counts, _ = plots._bigram_model()
+    fig = plots.make_bigram_table(counts, tok.chars)
+    assert "follows" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("temperature, top_k, context", [(0.05, 1, "h"), (5.0, 78, "q"), (1.0, 500, ""), (1.0, -3, "€")])
+def test_sampling_figure_at_extremes(temperature, top_k, context):
+    fig = plots.make_sampling_explorer(temperature, top_k, context)
+    assert "Next character after" in fig.axes[0].get_title()
+    plt.close(fig)
+
+
+def test_sampling_explorer_redraws():
+    explorer = widgets.Explorer(plots.make_sampling_explorer,
+                                {"temperature": widgets.slider(1.0, 0.05, 5.0, log=True, step=0.05),
+                                 "top_k": widgets.slider(78, 1, 78)})
+    first = explorer.png
+    explorer.controls["temperature"].value = 0.1
+    second = explorer.png
+    explorer.controls["top_k"].value = 3
+    assert len({first, second, explorer.png}) == 3
+
+
+# --- checkers -------------------------------------------------------------
+
+def forever(*args):
+    while True:
+        pass
+
+
+def stub(*args):
+    raise NotImplementedError()
+
+
+def softmax_in_place(z, t):
+    z /= t
+    z -= z.max(axis=-1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+
+
+RIGHT = [(checks.softmax_with_temperature, lambda z, t: torch.softmax(torch.as_tensor(z) / t, dim=-1)),
+         (checks.perplexity, lambda loss: math.exp(float(loss))),
+         (checks.mean_nll, lambda p: -np.log(p).mean())]
+
+BROKEN = [
+    (checks.softmax_with_temperature, lambda z, t: np.exp(z / t) / np.exp(z / t).sum(), "last axis"),
+    (checks.softmax_with_temperature, lambda z, t: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True), "temperature 0.5"),
+    (checks.softmax_with_temperature, lambda z, t: np.exp(z * t) / np.exp(z * t).sum(axis=-1, keepdims=True), "temperature 0.5"),
+    (checks.softmax_with_temperature, softmax_in_place, "changed its input"),
+    (checks.softmax_with_temperature, lambda z, t: np.array([0.090, 0.245, 0.665]), "expected"),   # hard-coded
+    (checks.softmax_with_temperature, forever, "did not finish"),
+    (checks.softmax_with_temperature, stub, "not implemented yet"),
+    (checks.perplexity, lambda loss: 2 ** loss, "expected"),                  # bits, not nats
+    (checks.perplexity, lambda loss: loss.exp(), "raised AttributeError"),    # works for tensors only
+    (checks.perplexity, lambda loss: 78.0, "expected"),                       # hard-coded
+    (checks.perplexity, lambda loss: None, "return"),
+    (checks.mean_nll, lambda p: -np.log(p).sum(), "expected"),
+    (checks.mean_nll, lambda p: -np.log10(p).mean(), "expected"),
+    (checks.mean_nll, lambda p: np.log(p), "a single number"),
+    (checks.mean_nll, stub, "not implemented yet"),
+]
+
+
+@pytest.mark.parametrize("checker, fn", RIGHT)
+def test_right_answers_pass(checker, fn):
+    assert checker(fn).passed is True
+
+
+@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
+def test_broken_answers_rejected(checker, fn, phrase):
+    result = checker(fn)
+    assert result.passed is False
+    assert phrase in result.message
