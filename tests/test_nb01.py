@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from helpers import checks, nn_numpy, plots, widgets
+from checker_cases import assert_passes, assert_rejects, forever, stub
 
 floats = st.floats(-1e6, 1e6, allow_nan=False)
 
@@ -88,13 +89,6 @@ def test_neuron_explorer_responds_to_each_slider():
 
 # --- checkers -------------------------------------------------------------
 
-def loops_forever(*args):
-    while True:
-        pass
-
-
-def not_implemented(*args):
-    raise NotImplementedError()
 
 
 def relu_in_place(z):
@@ -134,8 +128,8 @@ BROKEN = [
     (checks.relu, lambda z: np.abs(z), "expected"),
     (checks.relu, relu_in_place, "changed its input"),
     (checks.relu, lambda z: z * np.nan, "NaN"),
-    (checks.relu, loops_forever, "did not finish"),
-    (checks.relu, not_implemented, "not implemented yet"),
+    (checks.relu, forever, "did not finish"),
+    (checks.relu, stub, "not implemented yet"),
     (checks.relu, lambda z: [max(0, v) for v in z], "raised"),            # works for 1-D lists only
     (checks.sigmoid, lambda z: 1 / (1 + np.exp(z)), "expected"),
     (checks.sigmoid, lambda z: np.tanh(z), "expected"),
@@ -145,16 +139,16 @@ BROKEN = [
     (checks.sigmoid, naive_sigmoid, "overflow"),                              # right values, but e^1000
     (checks.sigmoid, sigmoid_both_branches, "overflow"),
     (checks.sigmoid, lambda z: np.exp(z) / np.exp(z).sum(), "expected"),       # softmax, not sigmoid
-    (checks.sigmoid, loops_forever, "did not finish"),
+    (checks.sigmoid, forever, "did not finish"),
     (checks.dense_layer, lambda X, W, b: W.T @ X.T + b, "shape"),
     (checks.dense_layer, lambda X, W, b: X @ W, "expected"),                 # forgot the bias
     (checks.dense_layer, lambda X, W, b: X @ W + b[0], "expected"),
     (checks.dense_layer, lambda X, W, b: np.array([[2.0, 5.0, -1.0]]), "shape"),  # hard-coded example
     (checks.dense_layer, lambda X, W, b: "X @ W + b", "not a number"),
-    (checks.dense_layer, not_implemented, "not implemented yet"),
+    (checks.dense_layer, stub, "not implemented yet"),
     (checks.two_layer_forward, lambda *a: None, "return"),
-    (checks.two_layer_forward, not_implemented, "not implemented yet"),
-    (checks.two_layer_forward, loops_forever, "did not finish"),
+    (checks.two_layer_forward, stub, "not implemented yet"),
+    (checks.two_layer_forward, forever, "did not finish"),
     (checks.two_layer_forward, forward_in_place, "changed its input"),
     (checks.two_layer_forward, lambda X, W1, b1, W2, b2: nn_numpy.sigmoid(np.array([[3.0], [-3.0]])),  # hard-coded
      "returned shape (2, 1), expected shape (5, 1)"),                                                   # example
@@ -175,14 +169,12 @@ BROKEN = [
 
 @pytest.mark.parametrize("checker, fn", RIGHT)
 def test_right_answers_pass(checker, fn):
-    assert checker(fn).passed is True
+    assert_passes(checker, fn)
 
 
 @pytest.mark.parametrize("checker, fn, phrase", BROKEN)
 def test_broken_answers_rejected(checker, fn, phrase):
-    result = checker(fn)
-    assert result.passed is False
-    assert phrase in result.message
+    assert_rejects(checker, fn, phrase)
 
 
 def test_sigmoid_overflow_is_caught_in_the_thread_fallback_too():

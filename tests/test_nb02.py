@@ -10,6 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from helpers import checks, plots, widgets
 from helpers import gradient_descent as gd
+from checker_cases import assert_passes, assert_rejects, forever, stub
 
 finite = st.floats(-100, 100, allow_nan=False)
 
@@ -94,13 +95,6 @@ def test_learning_rate_comparison_labels_divergence():
 
 # --- checkers -------------------------------------------------------------
 
-def forever(*args):
-    while True:
-        pass
-
-
-def stub(*args):
-    raise NotImplementedError()
 
 
 def grad_without_restoring(f, params, eps=1e-6):
@@ -149,11 +143,9 @@ BROKEN = [
 
 @pytest.mark.parametrize("checker, fn", RIGHT)
 def test_right_answers_pass(checker, fn):
-    assert checker(fn).passed is True
+    assert_passes(checker, fn)
 
 
 @pytest.mark.parametrize("checker, fn, phrase", BROKEN)
 def test_broken_answers_rejected(checker, fn, phrase):
-    result = checker(fn)
-    assert result.passed is False
-    assert phrase in result.message
+    assert_rejects(checker, fn, phrase)

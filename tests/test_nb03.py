@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from helpers import autograd, checks, plots, widgets
 from helpers.autograd import Value
+from checker_cases import assert_passes, assert_rejects, forever, stub
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(1, 4), st.integers(1, 12))
@@ -115,13 +116,6 @@ def test_unknown_grads_are_drawn_as_question_marks():
 
 # --- checkers -------------------------------------------------------------
 
-def forever(*args):
-    while True:
-        pass
-
-
-def stub(*args):
-    raise NotImplementedError()
 
 
 RIGHT = [(checks.mul_backward, lambda a, b, g: (b * g, a * g)),
@@ -149,11 +143,9 @@ BROKEN = [
 
 @pytest.mark.parametrize("checker, fn", RIGHT)
 def test_right_answers_pass(checker, fn):
-    assert checker(fn).passed is True
+    assert_passes(checker, fn)
 
 
 @pytest.mark.parametrize("checker, fn, phrase", BROKEN)
 def test_broken_answers_rejected(checker, fn, phrase):
-    result = checker(fn)
-    assert result.passed is False
-    assert phrase in result.message
+    assert_rejects(checker, fn, phrase)

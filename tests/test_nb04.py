@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import checks, mlp, nn_numpy, plots, toy_data, widgets
+from checker_cases import assert_passes, assert_rejects, forever, stub
 
 
 @given(st.lists(st.integers(1, 20), min_size=2, max_size=5))
@@ -82,13 +83,6 @@ def test_training_explorer_redraws():
 
 # --- checkers -------------------------------------------------------------
 
-def forever(*args):
-    while True:
-        pass
-
-
-def stub(*args):
-    raise NotImplementedError()
 
 
 def naive_bce(z, y):
@@ -127,11 +121,9 @@ BROKEN = [
 
 @pytest.mark.parametrize("checker, fn", RIGHT)
 def test_right_answers_pass(checker, fn):
-    assert checker(fn).passed is True
+    assert_passes(checker, fn)
 
 
 @pytest.mark.parametrize("checker, fn, phrase", BROKEN)
 def test_broken_answers_rejected(checker, fn, phrase):
-    result = checker(fn)
-    assert result.passed is False
-    assert phrase in result.message
+    assert_rejects(checker, fn, phrase)

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import checks, plots, tokenizers, widgets
+from checker_cases import assert_passes, assert_rejects, forever, stub
 
 
 @settings(max_examples=15)
@@ -35,13 +36,6 @@ def test_token_explorer_responds_to_text_and_size():
     assert len({first, second, explorer.png}) == 3
 
 
-def forever(*args):
-    while True:
-        pass
-
-
-def stub(*args):
-    raise NotImplementedError()
 
 
 def counts_without_overlaps(ids):
@@ -87,11 +81,9 @@ BROKEN = [
 
 @pytest.mark.parametrize("checker, fn", RIGHT)
 def test_right_answers_pass(checker, fn):
-    assert checker(fn).passed is True
+    assert_passes(checker, fn)
 
 
 @pytest.mark.parametrize("checker, fn, phrase", BROKEN)
 def test_broken_answers_rejected(checker, fn, phrase):
-    result = checker(fn)
-    assert result.passed is False
-    assert phrase in result.message
+    assert_rejects(checker, fn, phrase)

@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from helpers import checks, plots, widgets
 from helpers import language_model as lm
+from checker_cases import assert_passes, assert_rejects, forever, stub
 
 
 def test_counts_and_probabilities():
@@ -90,13 +91,6 @@ def test_sampling_explorer_redraws():
 
 # --- checkers -------------------------------------------------------------
 
-def forever(*args):
-    while True:
-        pass
-
-
-def stub(*args):
-    raise NotImplementedError()
 
 
 def softmax_in_place(z, t):
@@ -130,11 +124,9 @@ BROKEN = [
 
 @pytest.mark.parametrize("checker, fn", RIGHT)
 def test_right_answers_pass(checker, fn):
-    assert checker(fn).passed is True
+    assert_passes(checker, fn)
 
 
 @pytest.mark.parametrize("checker, fn, phrase", BROKEN)
 def test_broken_answers_rejected(checker, fn, phrase):
-    result = checker(fn)
-    assert result.passed is False
-    assert phrase in result.message
+    assert_rejects(checker, fn, phrase)
