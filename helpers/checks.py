@@ -537,10 +537,9 @@ def _compare_counts(got, expected):
         return "returned None: did you forget the `return` statement?"
     if not hasattr(got, "items"):
         return f"returned {_short(got)}, but a dict {{(a, b): count}} was expected"
-    try:
-        got = {tuple(k): v for k, v in got.items() if v}
-    except TypeError:
+    if not all(isinstance(k, tuple) and len(k) == 2 for k in got.keys()):
         return "returned a dict whose keys are not pairs (a, b)"
+    got = {k: v for k, v in got.items() if v}
     if got != dict(expected):
         missing = [p for p in expected if p not in got]
         wrong = [p for p in got if p in expected and got[p] != expected[p]]
