@@ -323,11 +323,11 @@ def _two_layer_slips(X, W1, b1, W2, b2):
     ]
 
 
-def _compare_naming_slips(slips):
+def _compare_naming_slips(slips, atol: float = 1e-6, rtol: float = 1e-5):
     """``compare_arrays``, which also says which usual slip a wrong answer matches."""
 
     def compare(got, expected):
-        problem = compare_arrays(got, expected)
+        problem = compare_arrays(got, expected, atol=atol, rtol=rtol)
         if problem is None:
             return None
         try:
@@ -335,7 +335,7 @@ def _compare_naming_slips(slips):
         except TypeError:
             return problem
         for wrong, words in slips:
-            if arr.shape == wrong.shape and np.allclose(arr, wrong, atol=1e-6, rtol=1e-5):
+            if arr.shape == wrong.shape and np.allclose(arr, wrong, atol=max(atol, 1e-6), rtol=max(rtol, 1e-5)):
                 return f"{problem}. It looks as if you {words}"
         return problem
 
@@ -388,8 +388,12 @@ def _wavy(p):
 
 
 def numerical_gradient(fn) -> CheckResult:
-    """Checker for notebook 02: ``fn(f, params)`` returns the central-difference gradient of ``f`` at
-    ``params`` (same shape as ``params``), without changing ``params``."""
+    """Checker for notebook 02: ``fn(f, params, eps=1e-6)`` returns the central-difference gradient of
+    ``f`` at ``params`` (same shape as ``params``), without changing ``params``.
+
+    One hidden case passes ``eps=0.01`` and wants exactly the central difference with that step,
+    so a forward difference, or an ``eps`` ignored, is caught and named.
+    """
     rng = np.random.default_rng(5)
 
     def wavy_grad(p):
@@ -399,15 +403,33 @@ def numerical_gradient(fn) -> CheckResult:
         flat[-1] += p.ravel()[0]
         return flat.reshape(p.shape)
 
+    def differences(f, p, eps):
+        """(central, forward) differences of ``f`` at ``p`` with step ``eps``, by the book."""
+        central, forward = np.zeros_like(p), np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            up, down = p.copy(), p.copy()
+            up[i] += eps
+            down[i] -= eps
+            central[i] = (f(up) - f(down)) / (2 * eps)
+            forward[i] = (f(up) - f(p)) / eps
+        return central, forward
+
+    def close(got, expected):
+        return compare_arrays(got, expected, atol=1e-4, rtol=1e-4)
+
     p1 = np.array([3.0, -2.0])
     p2 = rng.normal(size=5)
     p3 = rng.normal(size=(3, 4))
-    cases = [Case((_bowl, p1), 2 * (p1 - 1.0), "the example f(p) = sum((p - 1)**2) at p = [3, -2]",
-                  lambda g, e: compare_arrays(g, e, atol=1e-4, rtol=1e-4)),
-             Case((_wavy, p2), wavy_grad(p2), "a hidden wavy function of 5 parameters",
-                  lambda g, e: compare_arrays(g, e, atol=1e-4, rtol=1e-4)),
-             Case((_wavy, p3), wavy_grad(p3), "a hidden function of a (3, 4) array of parameters",
-                  lambda g, e: compare_arrays(g, e, atol=1e-4, rtol=1e-4))]
+    p4 = rng.normal(size=(2, 3))
+    central, forward = differences(_wavy, p4, 0.01)
+    slips = [(forward, ("used a forward difference (f(p + eps) - f(p)) / eps; the central difference "
+                        "(f(p + eps) - f(p - eps)) / (2 eps) is far more accurate")),
+             (wavy_grad(p4), "ignored the eps you were given and used a step of your own")]
+    cases = [Case((_bowl, p1), 2 * (p1 - 1.0), "the example f(p) = sum((p - 1)**2) at p = [3, -2]", close),
+             Case((_wavy, p2), wavy_grad(p2), "a hidden wavy function of 5 parameters", close),
+             Case((_wavy, p3), wavy_grad(p3), "a hidden function of a (3, 4) array of parameters", close),
+             Case((_wavy, p4), central, "a hidden function of a (2, 3) array, called with eps=0.01",
+                  _compare_naming_slips(slips, atol=1e-8, rtol=1e-8), kwargs={"eps": 0.01})]
     return run_checks("numerical_gradient", fn, cases,
                       hint="for each entry i: nudge params[i] up by eps and down by eps on a copy, "
                            "take (f(up) - f(down)) / (2 * eps); return an array shaped like params.")

@@ -69,9 +69,10 @@ def gradient_descent(loss_fn, grad_fn, start, learning_rate: float, steps: int, 
     """Repeat ``params -= learning_rate * grad_fn(params)`` for ``steps`` steps.
 
     Returns a dict with ``path`` (``(k+1, d)`` array of parameters visited), ``losses``
-    (``(k+1,)``) and ``status``: ``"converging"``, or ``"diverged"`` when the loss becomes
-    infinite or grows beyond ``blow_up`` times its starting value (the run stops there), or
-    ends higher than it started.
+    (``(k+1,)``), ``status`` and ``message`` (one sentence saying how it went). ``status`` is
+    ``"converging"``, or ``"diverged"`` when the loss becomes infinite or NaN or grows beyond
+    ``blow_up`` times its starting value (the run stops there), or ends higher than it started.
+    Never raises and never prints NumPy overflow warnings.
     """
     params = np.array(start, dtype=float)
     path, losses = [params.copy()], [loss_fn(params)]
@@ -85,6 +86,13 @@ def gradient_descent(loss_fn, grad_fn, start, learning_rate: float, steps: int, 
             if not np.isfinite(loss) or loss > blow_up * max(losses[0], 1e-12):
                 status = "diverged"
                 break
-    if losses[-1] > losses[0]:
+    if not losses[-1] <= losses[0]:  # also catches NaN
         status = "diverged"
-    return {"path": np.array(path), "losses": np.array(losses), "status": status}
+    taken, last = len(losses) - 1, losses[-1]
+    if status == "diverged":
+        grown = f"{last:.3g}" if np.isfinite(last) else "infinity"
+        message = (f"Diverged: the loss grew from {losses[0]:.3g} to {grown} after {taken} "
+                   f"step{'s' if taken != 1 else ''}")
+    else:
+        message = f"Converging: the loss fell from {losses[0]:.3g} to {last:.3g} in {taken} steps"
+    return {"path": np.array(path), "losses": np.array(losses), "status": status, "message": message}

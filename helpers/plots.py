@@ -209,8 +209,8 @@ def make_loss_landscape(learning_rate: float = 0.1, steps: int = 20, start=(-1.0
     ax_loss.grid(alpha=0.3)
     if run["status"] == "diverged":
         ax_loss.set_title(f"learning rate {learning_rate:.3g}: DIVERGED")
-        fig.text(0.5, 0.5, f"Diverged: after {len(path) - 1} steps the loss is growing.\nTry a smaller learning rate.",
-                 ha="center", va="center", fontsize=14, color=CLASS_COLORS[1],
+        fig.text(0.5, 0.5, f"{run['message']}.\nTry a smaller learning rate.",
+                 ha="center", va="center", fontsize=16, fontweight="bold", color=CLASS_COLORS[1],
                  bbox={"facecolor": "white", "edgecolor": CLASS_COLORS[1], "alpha": 0.9})
     else:
         ax_loss.set_title(f"learning rate {learning_rate:.3g}: loss {run['losses'][-1]:.4f} after {steps} steps")

@@ -59,6 +59,26 @@ def test_divergence_is_detected_and_stops_early():
     x, y = gd.line_data()
     run = gd.gradient_descent(lambda p: gd.line_loss(p, x, y), lambda p: gd.line_gradient(p, x, y), [0.0, 0.0], 50.0, 1000)
     assert run["status"] == "diverged" and len(run["losses"]) < 1000
+    assert run["message"].startswith("Diverged: the loss grew from") and f"after {len(run['losses']) - 1} steps" in run["message"]
+
+
+def test_non_finite_loss_is_reported_as_infinity_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = gd.gradient_descent(lambda p: float(np.exp(p[0]) if p[0] < 800 else np.inf),
+                                  lambda p: np.array([-1e3]), [0.0], 1.0, 10)
+        nan_run = gd.gradient_descent(lambda p: float("nan") if p[0] > 0.5 else 1.0,
+                                      lambda p: np.array([-1.0]), [0.0], 1.0, 10)
+    assert run["status"] == "diverged" and "infinity after 1 step" in run["message"]
+    assert nan_run["status"] == "diverged" and len(nan_run["losses"]) == 2
+
+
+def test_converging_run_says_so():
+    x, y = gd.line_data()
+    run = gd.gradient_descent(lambda p: gd.line_loss(p, x, y), lambda p: gd.line_gradient(p, x, y), [0.0, 0.0], 0.5, 20)
+    assert run["status"] == "converging" and run["message"].startswith("Converging: the loss fell from")
 
 
 @pytest.mark.parametrize("rate, steps", [(0.001, 1), (0.1, 20), (0.99, 100), (2.0, 100), (1e3, 100)])
@@ -71,7 +91,8 @@ def test_landscape_figure_never_raises_and_says_when_it_diverges(rate, steps):
     texts = " ".join(t.get_text() for t in fig.texts) + fig.axes[1].get_title()
     assert ("DIVERGED" in texts) == (rate > 1.0)
     if rate > 1.0:
-        assert "Try a smaller learning rate" in texts
+        assert "Diverged: the loss grew from" in texts and "Try a smaller learning rate" in texts
+        assert "nan" not in texts.lower()
     plt.close(fig)
 
 
@@ -111,12 +132,40 @@ def grad_1d_only(f, params, eps=1e-6):
     return np.array([(f(params + eps * e) - f(params - eps * e)) / (2 * eps) for e in np.eye(len(params))])
 
 
+def grad_forward(f, params, eps=1e-6):
+    grad = np.zeros_like(params)
+    for i in np.ndindex(params.shape):
+        up = params.copy()
+        up[i] += eps
+        grad[i] = (f(up) - f(params)) / eps
+    return grad
+
+
+def grad_fixed_step(f, params, eps=1e-6):
+    return gd.numerical_gradient(f, params)  # ignores the eps it was given
+
+
+def grad_restoring_in_place(f, params, eps=1e-6):
+    """Nudging the caller's array is fine as long as every entry is put back exactly."""
+    grad = np.zeros_like(params)
+    for i in np.ndindex(params.shape):
+        old = params[i]
+        params[i] = old + eps
+        up = f(params)
+        params[i] = old - eps
+        down = f(params)
+        params[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
 def step_in_place(params, grad, lr):
     params -= lr * grad
     return params
 
 
 RIGHT = [(checks.mse, gd.mse), (checks.numerical_gradient, gd.numerical_gradient),
+         (checks.numerical_gradient, grad_restoring_in_place),
          (checks.gradient_descent_step, lambda p, g, lr: p - lr * g)]
 
 BROKEN = [
@@ -133,6 +182,9 @@ BROKEN = [
     (checks.numerical_gradient, lambda f, p: np.array([4.0, -6.0]), "expected"),   # hard-coded example
     (checks.numerical_gradient, lambda f, p: f(p), "shape"),
     (checks.numerical_gradient, lambda f, p: f(), "raised TypeError"),
+    (checks.numerical_gradient, grad_forward, "forward difference"),     # passes every case but the eps=0.01 one
+    (checks.numerical_gradient, grad_fixed_step, "ignored the eps"),
+    (checks.numerical_gradient, forever, "did not finish"),
     (checks.gradient_descent_step, step_in_place, "changed its input"),
     (checks.gradient_descent_step, lambda p, g, lr: p + lr * g, "expected"),
     (checks.gradient_descent_step, lambda p, g, lr: np.array([0.95, 2.1]), "shape"),
