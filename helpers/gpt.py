@@ -1,0 +1,307 @@
+"""A decoder-only GPT in one readable file (attention in notebook 07_attention, the whole model in
+notebook 08_the_transformer; trained in 09, reused in 10-12).
+
+The shape of the code follows the clearest public implementations (nanoGPT's ``model.py``):
+
+    idx (B, T) token ids
+      -> token embedding + learned position embedding       (B, T, C)
+      -> n_layer x Block: x = x + Attention(LayerNorm(x))   (B, T, C)
+                          x = x + MLP(LayerNorm(x))
+      -> final LayerNorm -> language-model head              (B, T, vocab_size) logits
+
+``B`` = batch, ``T`` = sequence length (at most ``block_size``), ``C`` = ``n_embd``.
+Two things are switchable so later notebooks can reuse the same code:
+
+* **attention**: ``use_sdpa=False`` runs the from-scratch path (scores ``Q K^T / sqrt(d_head)``,
+  mask, softmax, ``weights @ V``); ``use_sdpa=True`` calls PyTorch's fused
+  ``scaled_dot_product_attention``. Both compute the same numbers.
+* **the mask**: causal by default, but ``forward`` takes any boolean mask (``True`` = may
+  attend), e.g. :func:`bidirectional_mask` (BERT-style) or :func:`permutation_mask` (XLNet-style).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class GPTConfig:
+    """The architecture's knobs. Defaults: nanoGPT's small character-level CPU model."""
+
+    vocab_size: int = 65    # number of distinct tokens
+    block_size: int = 64    # longest context the model can see (number of position embeddings)
+    n_layer: int = 4        # number of transformer blocks
+    n_head: int = 4         # attention heads per block; n_embd must divide by n_head
+    n_embd: int = 128       # C: the width of every token's vector
+    dropout: float = 0.0    # dropout probability during training (0 = off)
+    bias: bool = True       # biases in the Linear layers and LayerNorms
+    use_sdpa: bool = True   # fused scaled_dot_product_attention (True) or the from-scratch path
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+# ---------------------------------------------------------------- masks (True = may attend)
+
+def causal_mask(T: int, device=None) -> torch.Tensor:
+    """``(T, T)`` bool: position ``i`` may attend to positions ``j <= i`` (itself and the past)."""
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+def bidirectional_mask(T: int, device=None) -> torch.Tensor:
+    """``(T, T)`` bool, all ``True``: every position sees every position (BERT-style)."""
+    return torch.ones(T, T, dtype=torch.bool, device=device)
+
+
+def permutation_mask(order, device=None) -> torch.Tensor:
+    """``(T, T)`` bool for an XLNet-style factorisation ``order`` (a permutation of ``0..T-1``).
+
+    ``order[k]`` is the k-th position in the factorisation order. Position ``i`` may attend to
+    position ``j`` when ``j`` comes no later than ``i`` in that order, itself included (so no row
+    is empty: the first position in the order sees only itself). The output at ``order[k]`` has
+    seen the tokens at ``order[0..k]``: the causal mask in a shuffled order, and
+    ``permutation_mask(range(T))`` equals ``causal_mask(T)``.
+    """
+    order = torch.as_tensor(list(order), dtype=torch.long)
+    T = len(order)
+    if T == 0 or not torch.equal(order.sort().values, torch.arange(T)):
+        raise ValueError(f"order must be a permutation of 0..T-1, got {order.tolist()}")
+    rank = torch.empty(T, dtype=torch.long)
+    rank[order] = torch.arange(T)                    # rank[p] = when position p comes in the order
+    return (rank[None, :] <= rank[:, None]).to(device)   # mask[i, j] = rank[j] <= rank[i]
+
+
+def _check_mask(mask, B: int, T: int) -> torch.Tensor:
+    """A clear error for a mask of the wrong type or shape; returns it ready to broadcast."""
+    expected = f"(T, T) = ({T}, {T}) or (B, T, T) = ({B}, {T}, {T})"
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        kind = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"mask must be a torch.bool tensor of shape {expected} (True = may attend), got {kind}")
+    if mask.shape not in ((T, T), (B, T, T), (1, T, T)):
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, expected {expected} for idx of shape ({B}, {T})")
+    if not mask.any(dim=-1).all():
+        raise ValueError("a row of the mask is all False: that position would attend to nothing "
+                         "(a softmax over nothing is NaN); let every position attend at least to itself")
+    return mask if mask.dim() == 2 else mask[:, None]    # (T, T) or (B, 1, T, T): same for every head
+
+
+# ---------------------------------------------------------------- the pieces
+
+class LayerNorm(nn.Module):
+    """Layer normalisation written out (notebook 08): ``(x - mean) / sqrt(var + eps) * weight + bias``.
+
+    Mean and (biased) variance are taken over the last dimension, each token on its own. Equals
+    ``nn.LayerNorm(C)``; ``bias=False`` drops the additive term. Shapes: ``(..., C) -> (..., C)``.
+    """
+
+    def __init__(self, n_embd: int, bias: bool = True, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_embd))
+        self.bias = nn.Parameter(torch.zeros(n_embd)) if bias else None
+        self.eps = eps
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        x = (x - mean) / torch.sqrt(var + self.eps) * self.weight
+        return x + self.bias if self.bias is not None else x
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention (notebook 07): each token asks a query, every token offers a key
+    and a value; a token's output is the values weighted by softmax(query . key / sqrt(d_head)),
+    over the positions its mask allows. ``(B, T, C) -> (B, T, C)``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        C = config.n_embd
+        self.query = nn.Linear(C, C, bias=config.bias)
+        self.key = nn.Linear(C, C, bias=config.bias)
+        self.value = nn.Linear(C, C, bias=config.bias)
+        self.proj = nn.Linear(C, C, bias=config.bias)   # mixes the heads' outputs back together
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.n_head, self.dropout, self.use_sdpa = config.n_head, config.dropout, config.use_sdpa
+
+    def forward(self, x, mask, return_attention: bool = False):
+        """``mask``: bool ``(T, T)`` or ``(B, 1, T, T)``. Returns ``(y, weights)``; ``weights`` is
+        ``(B, n_head, T, T)`` (rows sum to 1) when asked for, else ``None``."""
+        B, T, C = x.shape
+        d_head = C // self.n_head
+        # (B, T, C) -> (B, n_head, T, d_head): each head works on its own slice of C
+        q, k, v = (lin(x).view(B, T, self.n_head, d_head).transpose(1, 2)
+                   for lin in (self.query, self.key, self.value))
+        weights = None
+        if self.use_sdpa and not return_attention:
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        else:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(d_head)     # (B, n_head, T, T)
+            scores = scores.masked_fill(~mask, float("-inf"))         # forbidden -> weight 0
+            weights = F.softmax(scores, dim=-1)
+            y = self.attn_dropout(weights) @ v                        # (B, n_head, T, d_head)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)              # heads side by side again
+        return self.resid_dropout(self.proj(y)), weights
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward net: widen 4x, GELU, narrow back. ``(B, T, C) -> (B, T, C)``."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """One transformer block (pre-LayerNorm): attention then MLP, each added to a residual stream."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = SelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, mask, return_attention: bool = False):
+        a, weights = self.attn(self.ln_1(x), mask, return_attention)
+        x = x + a
+        x = x + self.mlp(self.ln_2(x))
+        return x, weights
+
+
+# ---------------------------------------------------------------- the model
+
+class GPT(nn.Module):
+    """The language model (notebook 08). The head's weights are **tied** to the token embedding:
+    the same ``(vocab_size, C)`` matrix turns ids into vectors and vectors into logits.
+
+    Initialisation as GPT-2: every Linear and Embedding weight ~ Normal(0, 0.02), biases 0,
+    LayerNorms 1 and 0; the two projections that write into the residual stream in each block
+    (``attn.proj``, ``mlp.proj``) get std ``0.02 / sqrt(2 * n_layer)`` so the stream's variance
+    does not grow with depth.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
+        self.position_embedding = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.token_embedding.weight          # tied: one matrix, two uses
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+            elif p.dim() == 2:
+                nn.init.normal_(p, mean=0.0, std=0.02)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)                                      # (LayerNorm weights stay 1)
+
+    def forward(self, idx, targets=None, mask=None, return_attention: bool = False):
+        """``idx`` ``(B, T)`` int64 token ids, ``T <= block_size``.
+
+        ``targets`` ``(B, T)``: the next token at each position; ``-100`` = ignore that position.
+        ``mask``: bool ``(T, T)`` or ``(B, T, T)``, ``True`` = may attend (default: causal).
+        Returns ``(logits (B, T, vocab_size), loss or None)``, plus, when ``return_attention``,
+        the attention weights ``(n_layer, B, n_head, T, T)`` (computed by the from-scratch path).
+        """
+        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
+            got = f"{idx.dtype} of shape {tuple(idx.shape)}" if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise TypeError(f"idx must be an int64 tensor of shape (B, T), e.g. torch.tensor([[1, 2, 3]]); got {got}")
+        B, T = idx.shape
+        if not 1 <= T <= self.config.block_size:
+            raise ValueError(f"sequence length T={T} must be between 1 and block_size={self.config.block_size}; "
+                             "crop idx to its last block_size tokens")
+        if idx.min() < 0 or idx.max() >= self.config.vocab_size:
+            raise ValueError(f"token ids must be in 0..{self.config.vocab_size - 1} (vocab_size), "
+                             f"got values from {int(idx.min())} to {int(idx.max())}")
+        mask = causal_mask(T, idx.device) if mask is None else _check_mask(mask, B, T).to(idx.device)
+
+        positions = torch.arange(T, device=idx.device)
+        x = self.drop(self.token_embedding(idx) + self.position_embedding(positions))  # (B, T, C)
+        attention = []
+        for block in self.blocks:
+            x, weights = block(x, mask, return_attention)
+            attention.append(weights)
+        logits = self.lm_head(self.ln_f(x))                                          # (B, T, V)
+
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-100)
+        if return_attention:
+            return logits, loss, torch.stack(attention)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k=None, generator=None):
+        """Extend ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens -> ``(B, T + max_new_tokens)``.
+
+        Each step feeds the last ``block_size`` tokens, divides the last position's logits by
+        ``temperature`` (> 0; small = nearly greedy), keeps the ``top_k`` most likely tokens (if
+        given; ``top_k=1`` is greedy decoding) and samples with ``generator`` (a seeded
+        ``torch.Generator`` makes it repeatable). Call ``model.eval()`` first if dropout > 0.
+        """
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}; for greedy decoding use top_k=1")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be at least 1 (or None for all tokens), got {top_k}")
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -self.config.block_size:])
+            logits = logits[:, -1, :] / temperature                        # (B, V)
+            if top_k is not None:
+                kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth_best, float("-inf"))
+            probs = F.softmax(logits, dim=-1)
+            next_id = torch.multinomial(probs, num_samples=1, generator=generator)   # (B, 1)
+            idx = torch.cat((idx, next_id), dim=1)
+        return idx
+
+
+# ---------------------------------------------------------------- sizes and costs (notebook 08)
+
+def count_parameters(config: GPTConfig) -> int:
+    """The model's parameter count in closed form (``C`` = n_embd, ``b`` = 1 with biases, else 0):
+
+    token embedding ``V*C`` (shared with the head, so counted once) + positions ``block_size*C``
+    + per block: attention ``4*C*C + 4*b*C`` (query, key, value, proj), MLP ``8*C*C + 5*b*C``,
+    two LayerNorms ``2*(C + b*C)`` + final LayerNorm ``C + b*C``.
+    Equals ``sum(p.numel() for p in GPT(config).parameters())``.
+    """
+    C, b = config.n_embd, int(config.bias)
+    attention = 4 * C * C + 4 * b * C
+    mlp = 8 * C * C + 5 * b * C
+    layer_norm = C + b * C
+    per_block = attention + mlp + 2 * layer_norm
+    return config.vocab_size * C + config.block_size * C + config.n_layer * per_block + layer_norm
+
+
+def flops_per_token(config: GPTConfig, seq_len=None) -> int:
+    """Training FLOPs (forward + backward) per token: ``6*N + 12*n_layer*n_embd*T``.
+
+    The estimate of the PaLM paper's appendix B (also used by Chinchilla and nanoGPT): every
+    parameter in a matrix multiply costs 2 FLOPs per token forward and 4 backward, hence
+    ``6*N``; here ``N`` leaves out the position embeddings (a table look-up, no multiply) and
+    counts the tied token matrix once, as the head. Attention's own multiplies (``Q K^T`` and
+    ``weights @ V``, over ``T`` = ``seq_len`` positions, default ``block_size``) add
+    ``2 * 2 * T * C`` per layer forward, times 3 for training. The causal mask's skipped half
+    is counted anyway, as is customary; LayerNorm, softmax and GELU are left out.
+    """
+    T = config.block_size if seq_len is None else seq_len
+    N = count_parameters(config) - config.block_size * config.n_embd
+    return 6 * N + 12 * config.n_layer * config.n_embd * T

@@ -1,0 +1,371 @@
+"""helpers/gpt.py: shapes, causality, masks, both attention paths, parameter and FLOP formulas,
+LayerNorm, the loss at initialisation, generation and a tiny overfit."""
+
+import math
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from helpers import gpt
+from helpers.gpt import GPT, GPTConfig
+
+
+def tiny(**overrides):
+    """A small model (seeded) for fast tests; ``overrides`` change the config."""
+    params = {"vocab_size": 11, "block_size": 8, "n_layer": 2, "n_head": 2, "n_embd": 16}
+    params.update(overrides)
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**params))
+
+
+def twin(model, **overrides):
+    """A copy of ``model`` with the same weights but some config fields changed (e.g. use_sdpa)."""
+    config = GPTConfig(**{**model.config.__dict__, **overrides})
+    other = GPT(config)
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+configs = st.builds(
+    GPTConfig,
+    vocab_size=st.integers(1, 40), block_size=st.integers(1, 12), n_layer=st.integers(1, 3),
+    n_head=st.sampled_from([1, 2, 4]), n_embd=st.sampled_from([4, 8, 12, 16]), bias=st.booleans(),
+    use_sdpa=st.booleans(),
+)
+
+
+# ---------------------------------------------------------------- shapes and parameter counts
+
+@settings(max_examples=40)
+@given(configs, st.integers(1, 3), st.data())
+def test_shapes_for_many_configs(config, batch, data):
+    T = data.draw(st.integers(1, config.block_size))
+    model = GPT(config)
+    idx = torch.randint(0, config.vocab_size, (batch, T))
+    logits, loss, attention = model(idx, targets=idx, return_attention=True)
+    assert logits.shape == (batch, T, config.vocab_size)
+    assert loss.shape == () and torch.isfinite(loss)
+    assert attention.shape == (config.n_layer, batch, config.n_head, T, T)
+    assert model(idx)[1] is None
+
+
+@settings(max_examples=60)
+@given(configs)
+def test_parameter_formula_equals_real_count(config):
+    model = GPT(config)
+    assert gpt.count_parameters(config) == sum(p.numel() for p in model.parameters())
+
+
+def test_head_is_tied_to_token_embedding():
+    model = tiny()
+    assert model.lm_head.weight is model.token_embedding.weight
+    # the default config: nanoGPT's character model, 0.81 M parameters
+    assert gpt.count_parameters(GPTConfig()) == 809_856
+
+
+def test_initialisation_like_gpt2():
+    model = tiny(n_layer=4, n_embd=256, vocab_size=300, block_size=64)
+    assert model.token_embedding.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert model.blocks[0].attn.query.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    scaled = 0.02 / math.sqrt(2 * 4)
+    assert model.blocks[1].attn.proj.weight.std().item() == pytest.approx(scaled, rel=0.05)
+    assert model.blocks[1].mlp.proj.weight.std().item() == pytest.approx(scaled, rel=0.05)
+    assert torch.all(model.blocks[0].mlp.fc.bias == 0) and torch.all(model.ln_f.weight == 1)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_flops_formula_matches_counted_matmul_flops(bias):
+    """6N + 12*L*C*T against PyTorch's own count of a forward+backward pass (matmuls only)."""
+    config = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64, bias=bias, use_sdpa=False)
+    model = GPT(config)
+    idx = torch.randint(0, 65, (2, 32))
+    with FlopCounterMode(display=False) as counter:
+        model(idx, targets=idx)[1].backward()
+    counted_per_token = counter.get_total_flops() / idx.numel()
+    assert gpt.flops_per_token(config) == pytest.approx(counted_per_token, rel=0.02)
+
+
+# ---------------------------------------------------------------- causality and masks
+
+@pytest.mark.parametrize("use_sdpa", [True, False])
+def test_causal_mask_past_logits_ignore_the_future(use_sdpa):
+    model = tiny(use_sdpa=use_sdpa)
+    idx = torch.randint(0, 11, (2, 8))
+    for t in range(1, 8):
+        changed = idx.clone()
+        changed[:, t] = (changed[:, t] + 1) % 11
+        before, after = model(idx)[0], model(changed)[0]
+        torch.testing.assert_close(before[:, :t], after[:, :t])
+        assert not torch.allclose(before[:, t:], after[:, t:])
+
+
+@pytest.mark.parametrize("use_sdpa", [True, False])
+def test_bidirectional_mask_lets_the_future_change_the_past(use_sdpa):
+    model = tiny(use_sdpa=use_sdpa)
+    idx = torch.randint(0, 11, (1, 8))
+    changed = idx.clone()
+    changed[0, -1] = (changed[0, -1] + 1) % 11
+    mask = gpt.bidirectional_mask(8)
+    before, after = model(idx, mask=mask)[0], model(changed, mask=mask)[0]
+    assert not torch.allclose(before[:, 0], after[:, 0])
+
+
+def test_default_mask_is_causal_mask():
+    model = tiny()
+    idx = torch.randint(0, 11, (3, 6))
+    torch.testing.assert_close(model(idx)[0], model(idx, mask=gpt.causal_mask(6))[0])
+
+
+def random_mask(batch, T, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, T, T, generator=g) < 0.5) | torch.eye(T, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("mask_name", ["causal", "bidirectional", "permutation", "random (T, T)", "random (B, T, T)"])
+def test_from_scratch_attention_equals_sdpa(mask_name):
+    sdpa_model = tiny(n_embd=32, n_head=4)
+    scratch_model = twin(sdpa_model, use_sdpa=False)
+    idx = torch.randint(0, 11, (3, 8))
+    mask = {
+        "causal": gpt.causal_mask(8),
+        "bidirectional": gpt.bidirectional_mask(8),
+        "permutation": gpt.permutation_mask([3, 7, 0, 5, 1, 6, 2, 4]),
+        "random (T, T)": random_mask(1, 8, 1)[0],
+        "random (B, T, T)": random_mask(3, 8, 2),
+    }[mask_name]
+    expected, _ = sdpa_model(idx, mask=mask)
+    actual, _ = scratch_model(idx, mask=mask)
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    # asking for the weights switches to the from-scratch path: same logits again
+    with_weights, _, attention = sdpa_model(idx, mask=mask, return_attention=True)
+    torch.testing.assert_close(with_weights, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(attention.sum(-1), torch.ones(attention.shape[:-1]))
+    forbidden = ~mask.expand(3, 8, 8)[None, :, None]            # (1, B, 1, T, T)
+    assert torch.all(attention.masked_select(forbidden.expand_as(attention)) == 0)
+
+
+def test_permutation_mask_properties():
+    order = [3, 7, 0, 5, 1, 6, 2, 4]
+    mask = gpt.permutation_mask(order)
+    assert mask.dtype == torch.bool and mask.shape == (8, 8)
+    assert torch.all(mask.diagonal())                       # every position sees itself
+    first = torch.zeros(8, dtype=torch.bool)
+    first[3] = True
+    assert torch.equal(mask[3], first)                      # the first in the order sees only itself
+    assert torch.all(mask[4])                               # the last sees everything
+    # a valid DAG: re-indexed in the factorisation order it is exactly the causal mask
+    o = torch.tensor(order)
+    assert torch.equal(mask[o][:, o], gpt.causal_mask(8))
+    assert torch.equal(gpt.permutation_mask(range(8)), gpt.causal_mask(8))
+
+
+@settings(max_examples=50)
+@given(st.permutations(list(range(10))))
+def test_permutation_mask_is_acyclic(order):
+    strict = gpt.permutation_mask(order) & ~torch.eye(10, dtype=torch.bool)
+    assert not torch.any(strict & strict.T)                 # never both i->j and j->i
+    assert sorted(strict.sum(1).tolist()) == list(range(10))  # k-th in order sees k others
+
+
+@pytest.mark.parametrize("order", [[0, 0, 1], [1, 2, 3], []])
+def test_permutation_mask_rejects_non_permutations(order):
+    with pytest.raises(ValueError, match="permutation"):
+        gpt.permutation_mask(order)
+
+
+@pytest.mark.parametrize("mask, error, phrase", [
+    (torch.ones(5, 5, dtype=torch.bool), ValueError, r"mask has shape \(5, 5\), expected \(T, T\) = \(6, 6\)"),
+    (torch.ones(4, 6, 6, dtype=torch.bool), ValueError, "mask has shape"),
+    (torch.ones(6, dtype=torch.bool), ValueError, "mask has shape"),
+    (torch.ones(6, 6), TypeError, "torch.bool"),
+    ([[True] * 6] * 6, TypeError, "torch.bool"),
+    (torch.zeros(6, 6, dtype=torch.bool), ValueError, "attend to nothing"),
+])
+def test_bad_mask_gives_a_clear_error(mask, error, phrase):
+    model = tiny()
+    with pytest.raises(error, match=phrase):
+        model(torch.zeros(2, 6, dtype=torch.long), mask=mask)
+
+
+def test_bad_inputs_give_clear_errors():
+    model = tiny(block_size=8)
+    with pytest.raises(ValueError, match="block_size=8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="vocab_size"):
+        model(torch.tensor([[0, 11]]))
+    with pytest.raises(TypeError, match=r"shape \(B, T\)"):
+        model(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="divisible by n_head"):
+        GPTConfig(n_embd=10, n_head=4)
+    with pytest.raises(ValueError, match="n_layer"):
+        GPTConfig(n_layer=0)
+
+
+# ---------------------------------------------------------------- LayerNorm
+
+def layernorm_pair(width, bias, dtype):
+    """Our LayerNorm and nn.LayerNorm with the same (non-trivial) weight and bias."""
+    ours, theirs = gpt.LayerNorm(width, bias=bias), nn.LayerNorm(width, bias=bias)
+    with torch.no_grad():
+        for layer in (ours, theirs):
+            layer.weight.copy_(torch.linspace(0.5, 1.5, width))
+            if bias:
+                layer.bias.copy_(torch.linspace(-1, 1, width))
+    return ours.to(dtype), theirs.to(dtype)
+
+
+def assert_layernorms_agree(ours, theirs, x, **tolerance):
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = ours(x1), theirs(x2)
+    torch.testing.assert_close(out, expected, **tolerance)
+    upstream = torch.randn_like(out)
+    out.backward(upstream)
+    expected.backward(upstream)
+    torch.testing.assert_close(x1.grad, x2.grad, **tolerance)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, **tolerance)
+    if ours.bias is None:
+        assert theirs.bias is None
+    else:
+        torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, **tolerance)
+
+
+# float64 so that the comparison tests the formula, not float32 cancellation (x = 3 +- 0.01).
+# Width 1 is left out: x - mean is 0 and PyTorch's kernel returns rounding noise / sqrt(eps).
+@settings(max_examples=50)
+@given(st.integers(1, 4), st.integers(2, 40), st.floats(0.01, 100), st.booleans())
+def test_layernorm_equals_torch_values_and_gradients(rows, width, scale, bias):
+    torch.manual_seed(rows * 100 + width)
+    ours, theirs = layernorm_pair(width, bias, torch.float64)
+    x = torch.randn(rows, 3, width, dtype=torch.float64) * scale + 3.0
+    assert_layernorms_agree(ours, theirs, x, atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_layernorm_equals_torch_in_float32(bias):
+    torch.manual_seed(0)
+    ours, theirs = layernorm_pair(128, bias, torch.float32)
+    assert_layernorms_agree(ours, theirs, torch.randn(4, 16, 128) * 2 + 1)
+
+
+def test_model_uses_our_layernorm():
+    model = tiny()
+    assert isinstance(model.ln_f, gpt.LayerNorm) and isinstance(model.blocks[0].ln_1, gpt.LayerNorm)
+    assert not any(isinstance(m, nn.LayerNorm) for m in model.modules())
+
+
+# ---------------------------------------------------------------- loss
+
+def test_loss_at_initialisation_is_close_to_log_vocab_size():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig())                                 # vocab 65: ln 65 = 4.174
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, 65, (8, 64), generator=g)
+    targets = torch.randint(0, 65, (8, 64), generator=g)
+    loss = model(idx, targets)[1].item()
+    assert abs(loss - math.log(65)) < 0.15
+
+
+def test_ignore_index_skips_positions():
+    model = tiny()
+    idx = torch.randint(0, 11, (2, 8))
+    targets = torch.randint(0, 11, (2, 8))
+    masked = targets.clone()
+    masked[:, :5] = -100
+    logits, loss = model(idx, masked)
+    expected = nn.functional.cross_entropy(logits[:, 5:].reshape(-1, 11), targets[:, 5:].reshape(-1))
+    torch.testing.assert_close(loss, expected)
+
+
+def test_dropout_is_active_in_training_only():
+    model = tiny(dropout=0.5)
+    idx = torch.randint(0, 11, (2, 8))
+    model.train()
+    assert not torch.allclose(model(idx)[0], model(idx)[0])
+    model.eval()
+    torch.testing.assert_close(model(idx)[0], model(idx)[0])
+
+
+def test_tiny_model_memorises_a_sequence():
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=16, block_size=32, n_layer=1, n_head=2, n_embd=32))
+    sequence = torch.randint(0, 16, (1, 33), generator=torch.Generator().manual_seed(0))
+    x, y = sequence[:, :-1], sequence[:, 1:]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(100):
+        loss = model(x, y)[1]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert model(x, y)[1].item() < 0.1
+    assert time.perf_counter() - start < 3.0 * 3     # < 3 s on a quiet machine; slack for a busy one
+
+
+# ---------------------------------------------------------------- generation
+
+def test_generate_length_and_prefix():
+    model = tiny()
+    idx = torch.randint(0, 11, (3, 4))
+    out = model.generate(idx, 7, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (3, 11) and out.dtype == torch.long
+    assert torch.equal(out[:, :4], idx)
+    assert out.min() >= 0 and out.max() < 11
+
+
+def test_generate_is_deterministic_with_a_seeded_generator():
+    model = tiny()
+    idx = torch.zeros(2, 1, dtype=torch.long)
+    first = model.generate(idx, 20, generator=torch.Generator().manual_seed(5))
+    again = model.generate(idx, 20, generator=torch.Generator().manual_seed(5))
+    other = model.generate(idx, 20, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_top_k_one_is_greedy_decoding():
+    model = tiny()
+    idx = torch.randint(0, 11, (2, 3))
+    greedy = idx
+    for _ in range(10):
+        logits = model(greedy[:, -8:])[0]
+        greedy = torch.cat([greedy, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    sampled = model.generate(idx, 10, temperature=2.0, top_k=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(sampled, greedy)
+
+
+def test_top_k_larger_than_vocab_is_clipped():
+    model = tiny()
+    idx = torch.zeros(1, 1, dtype=torch.long)
+    a = model.generate(idx, 10, top_k=1000, generator=torch.Generator().manual_seed(0))
+    b = model.generate(idx, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("temperature", [0, -1.0, float("nan")])
+def test_non_positive_temperature_is_a_clear_error(temperature):
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        tiny().generate(torch.zeros(1, 1, dtype=torch.long), 3, temperature=temperature)
+
+
+def test_top_k_below_one_is_a_clear_error():
+    with pytest.raises(ValueError, match="top_k must be at least 1"):
+        tiny().generate(torch.zeros(1, 1, dtype=torch.long), 3, top_k=0)
+
+
+def test_generate_crops_context_to_block_size():
+    model = tiny(block_size=8)
+    long_idx = torch.randint(0, 11, (2, 20))
+    out = model.generate(long_idx, 5, generator=torch.Generator().manual_seed(3))
+    cropped = model.generate(long_idx[:, -8:], 5, generator=torch.Generator().manual_seed(3))
+    assert out.shape == (2, 25)
+    assert torch.equal(out[:, 20:], cropped[:, 8:])
+
+
+def test_model_moves_with_to():
+    model = tiny().to("cpu", torch.float64)
+    logits, loss = model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
+    assert logits.dtype == torch.float64 and torch.isfinite(loss)
