@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from helpers.attention import attention_weights
+
 
 @dataclass
 class GPTConfig:
@@ -145,9 +147,7 @@ class SelfAttention(nn.Module):
             p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         else:
-            scores = q @ k.transpose(-2, -1) / math.sqrt(d_head)     # (B, n_head, T, T)
-            scores = scores.masked_fill(~mask, float("-inf"))         # forbidden -> weight 0
-            weights = F.softmax(scores, dim=-1)
+            weights = attention_weights(q, k, mask)                   # (B, n_head, T, T), notebook 07
             y = self.attn_dropout(weights) @ v                        # (B, n_head, T, d_head)
         y = y.transpose(1, 2).contiguous().view(B, T, C)              # heads side by side again
         return self.resid_dropout(self.proj(y)), weights

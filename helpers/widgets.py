@@ -45,6 +45,11 @@ def text_box(value: str = "", description: str = ""):
                         style={"description_width": "initial"}, layout=widgets.Layout(width="560px"))
 
 
+def toggle(value: bool, description: str = ""):
+    """An on/off check box (``.value`` is ``True`` or ``False``)."""
+    return widgets.Checkbox(value=value, description=description, indent=False)
+
+
 class Explorer:
     """Redraw ``make_figure(**values)`` whenever one of ``controls`` changes.
 
