@@ -807,9 +807,8 @@ def layer_norm(fn) -> CheckResult:
                                                                            "it goes inside the square root"),
                  ((x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5), "forgot gamma and beta"),
                  (_layer_norm_reference(x, gamma, beta, eps=0.0), "left out eps")]
-        if x.ndim == 2 and x.shape[0] > 1:
-            slips.append((_layer_norm_reference(x, gamma[None, :], beta, axis=0),
-                          "normalised each column (axis 0); each row, one token, is normalised on its own"))
+        slips.append((_layer_norm_reference(x, gamma, beta, axis=0),
+                      "normalised down the columns (axis 0); each row, one token, is normalised on its own"))
         slips = [(np.nan_to_num(w), words) for w, words in slips if np.isfinite(w).all()]
         cases.append(Case((x, gamma, beta), _layer_norm_reference(x, gamma, beta), label,
                           _compare_naming_slips(slips, atol=1e-5, rtol=1e-4)))

@@ -40,6 +40,8 @@ DRIVEN = {
     "04_training_networks.ipynb": None,
     "05_text_to_numbers.ipynb": "256",
     "06_next_token_prediction.ipynb": "3",
+    "07_attention.ipynb": "5",
+    "08_the_transformer.ipynb": "8",
 }
 
 
