@@ -725,7 +725,7 @@ def _compare_mask(got, expected):
 def causal_mask(fn) -> CheckResult:
     """Checker for notebook 07: ``fn(T)`` is a ``(T, T)`` boolean array, ``True`` where column ``j <= `` row ``i``."""
     cases = [Case((T,), np.tril(np.ones((T, T), dtype=bool)), label, _compare_mask)
-             for T, label in [(4, "the example T = 4"), (1, "T = 1"), (64, "a hidden T = 64")]]
+             for T, label in [(3, "the example T = 3"), (4, "T = 4"), (1, "T = 1"), (64, "a hidden T = 64")]]
     return run_checks("causal_mask", fn, cases, hint="row i is the query's position, column j the key's: allowed "
                                                      "when j <= i. np.tril(np.ones((T, T), dtype=bool)) does it.")
 
@@ -860,7 +860,7 @@ def gpt_parameter_count(fn) -> CheckResult:
     the course GPT (biases on, head tied to the token embedding), as ``helpers.gpt.count_parameters``."""
     from helpers import gpt
 
-    examples = [((65, 64, 4, 128), "the example: nanoGPT's CPU model (65, 64, 4, 128)"),
+    examples = [((65, 64, 4, 128), "the example: nanoGPT's CPU sizes (65, 64, 4, 128)"),
                 ((50257, 1024, 12, 768), "GPT-2 small (50257, 1024, 12, 768)"),
                 ((78, 1, 1, 1), "a hidden tiny model (78, 1, 1, 1)"),
                 ((512, 256, 6, 192), "a hidden model (512, 256, 6, 192)")]

@@ -587,3 +587,87 @@ def make_size_explorer(n_layer: int = 4, n_head: int = 4, n_embd: int = 128, blo
                  f"{size['flops_per_token']:,} training FLOPs per token "
                  f"(head size {n_embd // n_head})", fontsize=10)
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Notebook 09: pretraining
+# ---------------------------------------------------------------------------
+
+class LiveLoss:
+    """A loss plot that redraws in place while a model trains: pass it as ``on_eval`` to
+    ``helpers.training.train``. ``live.figure()`` returns the final plot as a Figure."""
+
+    def __init__(self, title: str = "training", reference: dict | None = None):
+        from IPython.display import display
+
+        self.title, self.reference = title, dict(reference or {})
+        self.history = {"step": [], "train": [], "val": []}
+        self.handle = display(self._placeholder(), display_id=True)
+
+    def _placeholder(self):
+        from IPython.display import Markdown
+
+        return Markdown(f"*{self.title}: the plot appears at the first evaluation…*")
+
+    def figure(self):
+        fig, ax = new_figure(height=3.4)
+        steps = self.history["step"]
+        ax.plot(steps, self.history["train"], "o-", label="training plays")
+        ax.plot(steps, self.history["val"], "o-", label="held-out plays")
+        for i, (name, value) in enumerate(self.reference.items()):
+            ax.axhline(value, color="grey", linestyle=["--", ":", "-."][i % 3], label=f"{name} ({value:.2f})")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats per character)")
+        ax.set_title(self.title)
+        ax.legend(fontsize=8)
+        return fig
+
+    def __call__(self, step, history):
+        self.history = {k: list(v) for k, v in history.items()}
+        fig = self.figure()
+        self.handle.update(fig)
+        plt.close(fig)
+
+
+def make_schedule(steps: int = 6000, lr: float = 2e-3, min_lr: float = 1e-4, warmup_steps: int = 200):
+    """The learning rate at every step: linear warm-up, then cosine decay (``training.learning_rate``)."""
+    from helpers import training
+
+    config = training.TrainConfig(steps=steps, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps)
+    rates = [training.learning_rate(s, config) for s in range(steps)]
+    fig, ax = new_figure(height=3.0)
+    ax.plot(rates)
+    ax.axvline(warmup_steps, color="grey", linestyle=":", label=f"end of warm-up (step {warmup_steps})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"warm-up to {lr:g}, cosine decay to {min_lr:g}")
+    ax.legend()
+    return fig
+
+
+def make_generation_explorer(models: dict, tokenizer, temperature: float = 0.8, checkpoint: int = -1,
+                             prompt: str = "ROMEO:\n", length: int = 300, seed: int = 0):
+    """Text sampled from one of ``models`` (``{label: model}``, in training order) after ``prompt``.
+
+    ``checkpoint`` indexes the models (-1 = the last). Characters the tokenizer does not know are
+    dropped from the prompt, with a note; an empty prompt starts from a new line.
+    """
+    import torch
+
+    labels = list(models)
+    index = int(checkpoint) if -len(labels) <= int(checkpoint) < len(labels) else -1
+    label = labels[index]
+    model = models[label]
+    kept = "".join(c for c in prompt if c in tokenizer.stoi)
+    note = f"  (dropped {len(prompt) - len(kept)} unknown character(s) from the prompt)" if len(kept) < len(prompt) else ""
+    kept = kept[-model.config.block_size:] or "\n"
+    idx = torch.tensor([tokenizer.encode(kept)])
+    out = model.generate(idx, length, temperature=max(float(temperature), 1e-3),
+                         generator=torch.Generator().manual_seed(seed))
+    text = tokenizer.decode(out[0].tolist())
+    fig, ax = new_figure(width=9.0, height=5.2)
+    ax.text(0.0, 1.0, "\n".join(text.split("\n")[:18]), family="monospace", fontsize=9, va="top",
+            transform=ax.transAxes)
+    ax.axis("off")
+    ax.set_title(f"{label}, temperature {temperature:.2f}{note}", fontsize=10)
+    return fig

@@ -1,5 +1,6 @@
-"""Feeding a language model from the corpus (notebook 07_attention uses it for a few seconds of
-training; notebook 08_the_transformer explains it).
+"""Training a GPT on the corpus: batches (notebook 08_the_transformer; notebook 07_attention borrows
+them for a few seconds of training) and the full loop with schedule and checkpoints (notebook
+09_pretraining).
 
 A language model learns from **windows** of text: ``block_size`` tokens in, the same window
 shifted by one token as the targets, so every position is a next-token prediction:
@@ -11,7 +12,14 @@ shifted by one token as the targets, so every position is a next-token predictio
 A batch is ``batch_size`` such windows starting at random places: ``x`` and ``y`` are ``(B, T)``.
 """
 
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import torch
+from tqdm.auto import tqdm
 
 
 def random_batch(ids: torch.Tensor, batch_size: int, block_size: int, generator=None):
@@ -42,3 +50,253 @@ def estimate_loss(model, ids: torch.Tensor, batch_size: int = 32, batches: int =
         losses.append(model(x, y)[1].item())
     model.train(was_training)
     return sum(losses) / len(losses)
+
+
+# ---------------------------------------------------------------- the training loop (notebook 09)
+
+@dataclass
+class TrainConfig:
+    """How to train: every number a run needs, stored in its checkpoints."""
+
+    steps: int = 2000           # optimizer steps
+    batch_size: int = 12        # windows per step
+    lr: float = 1e-3            # peak learning rate, reached after the warm-up
+    min_lr: float = 1e-4        # the cosine schedule ends here
+    warmup_steps: int = 100     # linear warm-up from 0 to lr
+    weight_decay: float = 0.1   # AdamW's decoupled weight decay (on matrices only)
+    beta2: float = 0.99         # AdamW's second-moment decay (0.99 suits small batches)
+    grad_clip: float = 1.0      # clip the gradient's global norm to this (0 = no clipping)
+    eval_every: int = 200       # measure held-out loss (and save a checkpoint) this often
+    eval_batches: int = 20      # batches per held-out measurement
+    seed: int = 0               # seeds the batches (the model's seed is the caller's)
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.eval_every < 1 or self.eval_batches < 1:
+            raise ValueError("steps, batch_size, eval_every and eval_batches must be at least 1")
+        if not 0 < self.min_lr <= self.lr:
+            raise ValueError(f"need 0 < min_lr <= lr, got min_lr={self.min_lr}, lr={self.lr}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to ``config.lr`` over ``warmup_steps``, then a cosine decay to ``min_lr`` at
+    the last step. Warm-up keeps the first, wild updates small (Adam's moment estimates are still
+    poor); the decay lets the model settle into a minimum at the end."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - 1 - config.warmup_steps)
+    return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (config.lr - config.min_lr)
+
+
+def make_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices only (not on biases, layer norms or positions' gains)."""
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    others = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": matrices, "weight_decay": config.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.beta2))
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or exploded; the message says at which step and what to try."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or does not fit; the message names the file."""
+
+
+FORMAT = "behind-the-curtain/gpt-checkpoint/1"
+
+
+def save_checkpoint(path, model, train_config: TrainConfig | None = None, step: int = 0, history=None,
+                    optimizer=None, generator=None, tokenizer_chars: str | None = None, half: bool = False) -> Path:
+    """Write a checkpoint **atomically**: to a temporary file in the same folder, then renamed over
+    ``path``. A crash or Ctrl-C while writing never leaves a half-written checkpoint behind.
+
+    Holds only tensors, numbers, strings, lists and dicts, so it loads with
+    ``torch.load(..., weights_only=True)``. ``half=True`` stores the weights as float16 (half the
+    size, for shipping); they are turned back into float32 when loaded.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+               for k, v in model.state_dict().items() if k != "lm_head.weight"}   # tied: stored once
+    state = {"format": FORMAT, "model_config": asdict(model.config), "model": weights, "step": step,
+             "train_config": asdict(train_config) if train_config else None,
+             "history": history or {"step": [], "train": [], "val": []},
+             "tokenizer_chars": tokenizer_chars,
+             "optimizer": optimizer.state_dict() if optimizer is not None else None,
+             "generator": generator.get_state() if generator is not None else None}
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint with ``weights_only=True``; a clear :class:`CheckpointError` when the file
+    is missing, truncated, corrupted or not a course checkpoint (never a raw unpickling error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file. Train one first (see notebook 09), "
+                              "or check the path.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:   # zip, pickle and EOF errors all mean the same thing here
+        raise CheckpointError(f"{path}: cannot be read as a checkpoint; it may be truncated or corrupted "
+                              f"(an interrupted copy or download?). Delete it and train or copy it again. "
+                              f"Details: {type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a course GPT checkpoint (expected format {FORMAT!r})")
+    for key in ("model_config", "model", "step", "history"):
+        if key not in state:
+            raise CheckpointError(f"{path}: the checkpoint has no {key!r} entry; it is incomplete")
+    return state
+
+
+def load_model(path, config=None):
+    """``(model, checkpoint)``: a ``helpers.gpt.GPT`` built from the checkpoint's config (or from
+    ``config``, which must then match) with its weights loaded, in eval mode, float32."""
+    from helpers import gpt
+
+    state = load_checkpoint(path)
+    try:
+        saved = gpt.GPTConfig(**state["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its model configuration is not valid: {exc}") from None
+    if config is not None and config != saved:
+        different = {k: (v, getattr(saved, k)) for k, v in asdict(config).items() if getattr(saved, k) != v}
+        raise CheckpointError(f"{path}: made for a different model; (yours, the file's): {different}")
+    model = gpt.GPT(saved)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    weights["lm_head.weight"] = weights.get("token_embedding.weight")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: its weights do not fit its configuration: {str(exc)[:300]}") from None
+    model.eval()
+    return model, state
+
+
+def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, resume: bool = False,
+          progress: bool = True, tokenizer_chars: str | None = None, on_eval=None, snapshots=None) -> dict:
+    """Train ``model`` on random windows of ``train_ids``; returns the history
+    ``{"step": [...], "train": [...], "val": [...]}`` of the held-out measurements.
+
+    Every ``eval_every`` steps (and at the end) it measures the training and held-out loss, calls
+    ``on_eval(step, history)`` if given (notebooks draw a live plot there) and, with a
+    ``checkpoint_path``, saves a checkpoint atomically. ``snapshots`` (``{step: path}``) also keeps
+    small float16 copies of the model after those steps, to watch text emerge. ``resume=True`` continues from the checkpoint, with the same
+    batches as an uninterrupted run. Ctrl-C (KeyboardInterrupt) stops cleanly, keeping the last
+    checkpoint. A loss that becomes NaN or explodes stops with :class:`TrainingDiverged`.
+    """
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = make_optimizer(model, config)
+    history, start = {"step": [], "train": [], "val": []}, 0
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict({**state["model"], "lm_head.weight": state["model"]["token_embedding.weight"]})
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if state["generator"] is not None:
+            generator.set_state(state["generator"])
+        history, start = state["history"], state["step"]
+    model.train()
+    limit = 3.0 * math.log(model.config.vocab_size) + 1.0   # far worse than guessing: diverged
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               desc="training", unit="step", leave=True)
+
+    def save(step):
+        if checkpoint_path is None:
+            return
+        kwargs = dict(train_config=config, step=step, history=history, tokenizer_chars=tokenizer_chars)
+        save_checkpoint(checkpoint_path, model, optimizer=optimizer, generator=generator, **kwargs)
+
+    done = start
+    try:
+        for step in bar:
+            lr = learning_rate(step, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = random_batch(train_ids, config.batch_size, model.config.block_size, generator)
+            _, loss = model(x, y)
+            value = loss.item()
+            if not math.isfinite(value) or value > limit:
+                what = "became NaN" if math.isnan(value) else f"exploded to {value:.3g}"
+                raise TrainingDiverged(
+                    f"the loss {what} at step {step} (learning rate {lr:.2g}): training stopped. "
+                    f"Try a lower learning rate, e.g. lr={config.lr / 3:.2g}"
+                    + (f"; the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path else "."))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.1e}", refresh=False)
+            done = step + 1
+            if snapshots and done in snapshots:
+                save_checkpoint(snapshots[done], model, config, done, history, tokenizer_chars=tokenizer_chars,
+                                half=True)
+            if done % config.eval_every == 0 or done == config.steps:
+                history["step"].append(done)
+                history["train"].append(estimate_loss(model, train_ids, batches=config.eval_batches))
+                history["val"].append(estimate_loss(model, val_ids, batches=config.eval_batches))
+                save(done)
+                if on_eval is not None:
+                    on_eval(done, history)
+    except KeyboardInterrupt:
+        kept = f"; the last checkpoint (step {history['step'][-1]}) is in {checkpoint_path}" if (
+            checkpoint_path and history["step"]) else ""
+        print(f"interrupted after {done} steps{kept}. Run again with resume=True to continue.")
+    finally:
+        bar.close()
+        model.eval()
+    return history
+
+
+def scoring_windows(n: int, block_size: int) -> list[tuple[int, int, int]]:
+    """How :func:`full_loss` covers ``n`` tokens: ``(start, length, first)`` per window.
+
+    A window feeds ``ids[start:start + length]`` and predicts ``ids[start + 1:start + length + 1]``;
+    it scores its predictions from index ``first`` on. Windows overlap by half, so every token
+    after the first is scored exactly once, with at least ``block_size // 2`` tokens of context
+    (fewer only near the start of the text).
+    """
+    if n < 2:
+        raise ValueError(f"need at least 2 tokens to score a prediction, got {n}")
+    T = min(block_size, n - 1)
+    stride = max(1, T // 2)
+    windows = [(0, T, 0)]
+    scored_up_to = T                                    # targets 1..T are scored
+    while scored_up_to < n - 1:
+        start = min(windows[-1][0] + stride, n - 1 - T)
+        first = scored_up_to - start                    # skip targets an earlier window scored
+        windows.append((start, T, first))
+        scored_up_to = start + T
+    return windows
+
+
+@torch.no_grad()
+def full_loss(model, ids: torch.Tensor, batch_size: int = 64) -> float:
+    """Mean cross-entropy (nats per token) over **every** token of ``ids`` after the first, using
+    the overlapping windows of :func:`scoring_windows`. Used for the numbers a model is reported by."""
+    windows = scoring_windows(len(ids), model.config.block_size)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i: i + batch_size]
+        x = torch.stack([ids[s: s + T] for s, T, _ in chunk])
+        y = torch.stack([ids[s + 1: s + T + 1] for s, T, _ in chunk])
+        logits, _ = model(x)
+        losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")   # (B, T)
+        for row, (_, T, first) in zip(losses, chunk):
+            total += row[first:].sum().item()
+            count += T - first
+    model.train(was_training)
+    return total / count

@@ -131,7 +131,7 @@ BROKEN = [
     (checks.attention_weights, stub, "not implemented yet"),
     (checks.causal_mask, lambda T: np.triu(np.ones((T, T), dtype=bool)), "upper triangle"),
     (checks.causal_mask, lambda T: np.tril(np.ones((T, T), dtype=bool), -1), "diagonal"),
-    (checks.causal_mask, lambda T: np.tril(np.ones((4, 4), dtype=bool)), "T = 1"),             # hard-coded T
+    (checks.causal_mask, lambda T: np.tril(np.ones((3, 3), dtype=bool)), "T = 4"),             # hard-coded T
     (checks.causal_mask, lambda T: np.tril(np.full((T, T), 2.0)), "True/False"),
     (checks.causal_mask, forever, "did not finish"),
     (checks.masked_attention, lambda Q, K, V, m: attend_np(Q, K, V, np.ones_like(m)), "ignored the mask"),

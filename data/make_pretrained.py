@@ -1,0 +1,105 @@
+"""Pretrain the course's character-level GPT on the training plays and save it to data/.
+
+Usage (from the repository root):
+
+    python data/make_pretrained.py                 # the shipped model (about 30 minutes on 2 cores)
+    python data/make_pretrained.py --resume        # continue an interrupted run
+    python data/make_pretrained.py --steps 200 --out /tmp/try   # a quick try elsewhere
+
+Writes ``<out>/gpt_shakespeare.pt`` (float16 weights, no optimizer state), snapshots
+``gpt_shakespeare.stepNNNNNN.pt`` along the way (for notebook 09's "watch text emerge"), and
+``gpt_shakespeare.json``: the configuration, seed, wall time, machine, the loss history and the
+final training, held-out and test losses over every character of those plays. The working
+checkpoint with optimizer state (for ``--resume``) is ``<out>/.gpt_shakespeare.work.pt``.
+"""
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from helpers import data, gpt, tokenizers, training  # noqa: E402
+from helpers.paths import DATA_DIR  # noqa: E402
+
+NAME = "gpt_shakespeare"
+# The shipped model (chosen by the runs recorded in data/README.md).
+MODEL = dict(n_layer=4, n_head=4, n_embd=192, block_size=128, dropout=0.0)
+TRAIN = dict(steps=6000, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200, weight_decay=0.1,
+             beta2=0.99, grad_clip=1.0, eval_every=500, eval_batches=20, seed=1337)
+SNAPSHOTS = (100, 500, 1500)          # besides the final model; each about 1 MB in float16
+MODEL_SEED = 1337
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DATA_DIR)
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
+    parser.add_argument("--resume", action="store_true", help="continue from the working checkpoint")
+    for key, value in {**MODEL, **TRAIN}.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    text = data.corpus_text("train")
+    tok = tokenizers.CharTokenizer(text)
+    train_ids = torch.tensor(tok.encode(text))
+    val_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
+    test_ids = torch.tensor(tok.encode(data.corpus_text("test")))
+    config = gpt.GPTConfig(vocab_size=tok.vocab_size, **{k: getattr(args, k) for k in MODEL})
+    train_config = training.TrainConfig(**{k: getattr(args, k) for k in TRAIN})
+    torch.manual_seed(MODEL_SEED)
+    model = gpt.GPT(config)
+    tokens = train_config.steps * train_config.batch_size * config.block_size
+    print(f"model: {gpt.count_parameters(config):,} parameters {asdict(config)}")
+    print(f"training: {asdict(train_config)}; {tokens:,} tokens = {tokens / len(train_ids):.1f} passes "
+          f"over {len(train_ids):,} training characters; {args.threads} thread(s)")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = args.out / f".{NAME}.work.pt"
+    final = args.out / f"{NAME}.pt"
+    started = time.perf_counter()
+
+    def report(step, history):
+        minutes = (time.perf_counter() - started) / 60
+        print(f"step {step:>6}: train {history['train'][-1]:.4f}, held-out {history['val'][-1]:.4f} nats "
+              f"({minutes:.1f} min)", flush=True)
+
+    history = training.train(model, train_ids, val_ids, train_config, checkpoint_path=work, resume=args.resume,
+                             progress=sys.stderr.isatty(), tokenizer_chars="".join(tok.chars), on_eval=report,
+                             snapshots={s: args.out / f"{NAME}.step{s:06d}.pt" for s in SNAPSHOTS if s < train_config.steps})
+    wall = time.perf_counter() - started
+    if not history["step"] or history["step"][-1] != train_config.steps:
+        print("training did not finish; nothing shipped. Continue with --resume.")
+        return 1
+    training.save_checkpoint(final, model, train_config, train_config.steps, history,
+                             tokenizer_chars="".join(tok.chars), half=True)
+    shipped, _ = training.load_model(final)              # evaluate exactly what ships (float16 weights)
+    losses = {split: training.full_loss(shipped, ids) for split, ids in
+              (("train (first 500,000 characters)", train_ids[:500_000]), ("validation", val_ids), ("test", test_ids))}
+    record = {"command": "python data/make_pretrained.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "model_seed": MODEL_SEED, "model_config": asdict(config), "train_config": asdict(train_config),
+              "parameters": gpt.count_parameters(config), "tokens_seen": tokens,
+              "wall_seconds": round(wall, 1), "threads": args.threads, "torch": torch.__version__,
+              "python": platform.python_version(), "machine": platform.machine(),
+              "resumed": args.resume, "history": history,
+              "final_loss_nats_per_char": {k: round(v, 4) for k, v in losses.items()},
+              "final_bits_per_char": {k: round(v / math.log(2), 4) for k, v in losses.items()},
+              "final_perplexity": {k: round(math.exp(v), 3) for k, v in losses.items()},
+              "snapshots": [f"{NAME}.step{s:06d}.pt" for s in SNAPSHOTS if s < train_config.steps]}
+    (args.out / f"{NAME}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    for split, loss in losses.items():
+        print(f"{split}: {loss:.4f} nats = {loss / math.log(2):.4f} bits per character, perplexity {math.exp(loss):.3f}")
+    print(f"wall time {wall / 60:.1f} min; wrote {final} ({final.stat().st_size:,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""helpers.training: the schedule, the loop's safety nets, and checkpoints that fail clearly."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import gpt, training
+
+TINY = gpt.GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=8)
+
+
+def tiny_data(n=2000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pattern = torch.arange(12).repeat(n // 12 + 1)[:n]                   # a learnable sequence
+    noise = torch.randint(0, 12, (n,), generator=g)
+    return torch.where(torch.rand(n, generator=g) < 0.9, pattern, noise)
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return gpt.GPT(TINY)
+
+
+@given(st.integers(2, 500), st.integers(0, 50), st.floats(1e-5, 1e-1), st.floats(0.01, 1.0))
+def test_schedule_warms_up_then_decays_to_min_lr(steps, warmup, lr, ratio):
+    warmup = min(warmup, steps - 1)
+    config = training.TrainConfig(steps=steps, warmup_steps=warmup, lr=lr, min_lr=lr * ratio)
+    rates = [training.learning_rate(s, config) for s in range(steps)]
+    assert all(config.min_lr * (1 - 1e-9) <= r <= lr * (1 + 1e-9) or s < warmup for s, r in enumerate(rates))
+    assert rates[-1] == pytest.approx(config.min_lr if steps - 1 > warmup else lr, rel=1e-6)
+    after = rates[warmup:]
+    assert all(a >= b - 1e-12 for a, b in zip(after, after[1:]))          # never rises after the warm-up
+    if warmup:
+        assert rates[0] == pytest.approx(lr / warmup) and rates[warmup - 1] == pytest.approx(lr)
+
+
+@pytest.mark.parametrize("kwargs, phrase", [(dict(steps=0), "at least 1"), (dict(lr=1e-3, min_lr=1e-2), "min_lr"),
+                                            (dict(steps=10, warmup_steps=10), "warmup_steps")])
+def test_bad_train_config_says_what_is_wrong(kwargs, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        training.TrainConfig(**kwargs)
+
+
+def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(tmp_path):
+    ids = tiny_data()
+    model = tiny_model()
+    config = training.TrainConfig(steps=150, batch_size=16, lr=1e-2, min_lr=1e-3, warmup_steps=10, eval_every=50)
+    path = tmp_path / "run.pt"
+    history = training.train(model, ids, ids, config, checkpoint_path=path, progress=False, tokenizer_chars="abc")
+    assert history["step"] == [50, 100, 150]
+    assert history["val"][-1] < math.log(12) - 1.0
+    loaded, state = training.load_model(path)
+    assert state["step"] == 150 and state["tokenizer_chars"] == "abc" and state["history"] == history
+    x = ids[:8][None]
+    torch.testing.assert_close(loaded(x)[0], model(x)[0])
+    assert loaded.lm_head.weight is loaded.token_embedding.weight       # still tied after loading
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # no temporary file left
+
+
+def test_resuming_gives_the_same_model_as_an_uninterrupted_run(tmp_path):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=60, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=20)
+    straight = tiny_model()
+    training.train(straight, ids, ids, config, progress=False)
+    path = tmp_path / "resume.pt"
+    first = tiny_model()
+
+    def stop(step, history):                                              # Ctrl-C after 40 steps
+        if step == 40:
+            raise KeyboardInterrupt
+
+    training.train(first, ids, ids, config, checkpoint_path=path, progress=False, on_eval=stop)
+    assert training.load_checkpoint(path)["step"] == 40
+    second = tiny_model(seed=123)                                         # different start: weights come from the file
+    history = training.train(second, ids, ids, config, checkpoint_path=path, resume=True, progress=False)
+    assert history["step"] == [20, 40, 60]
+    for a, b in zip(straight.parameters(), second.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_interrupt_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=100, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=25)
+    path = tmp_path / "stop.pt"
+
+    def stop_later(step, history):
+        if step == 50:
+            raise KeyboardInterrupt
+
+    training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False, on_eval=stop_later)
+    assert "interrupted after 50 steps; the last checkpoint (step 50)" in capsys.readouterr().out
+    assert training.load_checkpoint(path)["step"] == 50
+
+
+def test_a_diverging_rate_stops_with_a_sentence(tmp_path):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=200, batch_size=8, lr=1e6, min_lr=1e5, warmup_steps=1, eval_every=1,
+                                  grad_clip=0.0)
+    with pytest.raises(training.TrainingDiverged, match=r"at step \d+ .*Try a lower learning rate"):
+        training.train(tiny_model(), ids, ids, config, checkpoint_path=tmp_path / "boom.pt", progress=False)
+
+
+def test_snapshots_are_small_half_precision_copies(tmp_path):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=40, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=20)
+    path = tmp_path / "run.pt"
+    snapshot = tmp_path / "run.step000013.pt"
+    training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False, snapshots={13: snapshot})
+    state = training.load_checkpoint(snapshot)
+    assert state["model"]["token_embedding.weight"].dtype == torch.float16 and state["optimizer"] is None
+    model, _ = training.load_model(snapshot)
+    assert model.token_embedding.weight.dtype == torch.float32
+
+
+# --- broken checkpoints give clear errors naming the file -------------------------------------
+
+@pytest.fixture
+def good_checkpoint(tmp_path):
+    path = tmp_path / "good.pt"
+    training.save_checkpoint(path, tiny_model(), step=3)
+    return path
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(training.CheckpointError, match=r"nope\.pt: no such checkpoint file"):
+        training.load_model(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_truncated_or_corrupted_checkpoint(good_checkpoint, damage):
+    data = good_checkpoint.read_bytes()
+    good_checkpoint.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 50,
+                                 "empty": b""}[damage])
+    with pytest.raises(training.CheckpointError, match=r"good\.pt: cannot be read .*truncated or corrupted"):
+        training.load_model(good_checkpoint)
+
+
+def test_not_a_course_checkpoint(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(training.CheckpointError, match="not a course GPT checkpoint"):
+        training.load_model(path)
+
+
+def test_unsafe_pickles_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": training.FORMAT, "payload": object.__new__(training.TrainConfig)}, path)
+    with pytest.raises(training.CheckpointError, match="cannot be read"):
+        training.load_checkpoint(path)
+
+
+def test_mismatched_checkpoint(good_checkpoint):
+    other = gpt.GPTConfig(vocab_size=12, block_size=8, n_layer=2, n_head=2, n_embd=8)
+    with pytest.raises(training.CheckpointError, match=r"different model.*n_layer.*\(2, 1\)"):
+        training.load_model(good_checkpoint, config=other)
+    state = torch.load(good_checkpoint, weights_only=True)
+    state["model"]["blocks.0.mlp.fc.weight"] = torch.zeros(3, 3)
+    torch.save(state, good_checkpoint)
+    with pytest.raises(training.CheckpointError, match="do not fit its configuration"):
+        training.load_model(good_checkpoint)
+
+
+@given(st.integers(2, 400), st.integers(1, 64))
+def test_scoring_windows_score_every_token_once_with_enough_context(n, block_size):
+    targets = []
+    for start, length, first in training.scoring_windows(n, block_size):
+        assert 0 <= start and start + length <= n - 1 and length <= block_size
+        for j in range(first, length):
+            targets.append(start + 1 + j)
+            assert j + 1 >= min(length // 2, start + 1 + j)      # context seen before predicting
+    assert sorted(targets) == list(range(1, n))
+
+
+def test_full_loss_matches_token_by_token_scoring():
+    model = tiny_model()
+    ids = tiny_data(50)
+    by_hand = []
+    for start, length, first in training.scoring_windows(len(ids), 8):
+        logits, _ = model(ids[start:start + length][None])
+        for j in range(first, length):
+            by_hand.append(torch.nn.functional.cross_entropy(logits[0, j:j + 1], ids[start + 1 + j:start + 2 + j]).item())
+    assert training.full_loss(model, ids, batch_size=3) == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)
+    assert len(by_hand) == 49
