@@ -1,9 +1,11 @@
 """GPT training throughput on one CPU thread: tokens/s and model FLOP utilisation (MFU).
 
-Usage:  OMP_NUM_THREADS=1 python bench/bench_gpt.py [--runs 20] [--warmup 3]
+Usage:  OMP_NUM_THREADS=1 python bench/bench_gpt.py [--model nanogpt|shipped] [--runs 20] [--warmup 3]
 
-Model: nanoGPT's CPU configuration (n_layer=4, n_head=4, n_embd=128, block_size=64, a
-65-character vocabulary, dropout 0), batches of 12 x 64 tokens. For each attention path of
+Models: ``nanogpt``, nanoGPT's CPU configuration (n_layer=4, n_head=4, n_embd=128, block_size=64,
+a 65-character vocabulary, dropout 0), batches of 12 x 64 tokens; ``shipped``, the course's
+pretrained model (``data/make_pretrained.py``: n_layer=4, n_head=4, n_embd=192, block_size=128,
+78 characters), batches of 16 x 128 tokens. For each attention path of
 ``helpers/gpt.py`` (from scratch, and PyTorch's ``scaled_dot_product_attention``) it times a
 forward+backward pass and a forward+backward+AdamW step: median of ``--runs`` timed steps after
 ``--warmup`` untimed ones. The machine's peak is the median speed of 512x512 float32 matmuls on
@@ -22,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers import gpt  # noqa: E402
 
-BATCH = 12
+MODELS = {"nanogpt": (dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128), 12),
+          "shipped": (dict(vocab_size=78, block_size=128, n_layer=4, n_head=4, n_embd=192), 16)}
 
 
 def median_seconds(step, runs: int, warmup: int) -> float:
@@ -43,14 +46,13 @@ def matmul_flops_per_second(runs: int, size: int = 512, repeat: int = 10) -> flo
     return repeat * 2 * size**3 / seconds
 
 
-def bench_path(use_sdpa: bool, runs: int, warmup: int):
+def bench_path(sizes: dict, batch: int, use_sdpa: bool, runs: int, warmup: int):
     """Median seconds of (forward+backward, forward+backward+AdamW) for one attention path."""
     torch.manual_seed(0)
-    config = gpt.GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128,
-                           dropout=0.0, use_sdpa=use_sdpa)
+    config = gpt.GPTConfig(**sizes, dropout=0.0, use_sdpa=use_sdpa)
     model = gpt.GPT(config)
-    x = torch.randint(0, 65, (BATCH, config.block_size))
-    y = torch.randint(0, 65, (BATCH, config.block_size))
+    x = torch.randint(0, config.vocab_size, (batch, config.block_size))
+    y = torch.randint(0, config.vocab_size, (batch, config.block_size))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def forward_backward():
@@ -68,21 +70,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--model", choices=sorted(MODELS), default="nanogpt")
     args = parser.parse_args(argv)
+    sizes, batch = MODELS[args.model]
     torch.set_num_threads(1)
 
     peak = matmul_flops_per_second(args.runs)
     rows = []
     for name, use_sdpa in [("from scratch", False), ("SDPA", True)]:
-        config, fb_s, step_s = bench_path(use_sdpa, args.runs, args.warmup)
+        config, fb_s, step_s = bench_path(sizes, batch, use_sdpa, args.runs, args.warmup)
         rows += [(name, "forward+backward", fb_s), (name, "+ AdamW step", step_s)]
-    tokens = BATCH * config.block_size
+    tokens = batch * config.block_size
     flops = gpt.flops_per_token(config)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, median of {args.runs} runs "
           f"after {args.warmup} warm-up")
     print(f"model: {gpt.count_parameters(config):,} parameters, {flops / 1e6:.2f} MFLOP per token "
-          f"(6N + 12*L*C*T), batch {BATCH} x {config.block_size} = {tokens} tokens")
+          f"(6N + 12*L*C*T), batch {batch} x {config.block_size} = {tokens} tokens ({args.model})")
     print(f"matmul 512x512 float32: {peak / 1e9:.1f} GFLOP/s\n")
     print(f"{'attention':<13} {'step':<17} {'ms/step':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'MFU':>6}")
     for name, step, seconds in rows:

@@ -7,7 +7,7 @@ Usage (from the repository root):
     python data/make_pretrained.py --steps 200 --out /tmp/try   # a quick try elsewhere
 
 Writes ``<out>/gpt_shakespeare.pt`` (float16 weights, no optimizer state), snapshots
-``gpt_shakespeare.stepNNNNNN.pt`` along the way (for notebook 09's "watch text emerge"), and
+``gpt_shakespeare.stepNNNNNN.pt`` (int8 weights) along the way (for notebook 09's "watch text emerge"), and
 ``gpt_shakespeare.json``: the configuration, seed, wall time, machine, the loss history and the
 final training, held-out and test losses over every character of those plays. The working
 checkpoint with optimizer state (for ``--resume``) is ``<out>/.gpt_shakespeare.work.pt``.
@@ -31,10 +31,10 @@ from helpers.paths import DATA_DIR  # noqa: E402
 
 NAME = "gpt_shakespeare"
 # The shipped model (chosen by the runs recorded in data/README.md).
-MODEL = dict(n_layer=4, n_head=4, n_embd=192, block_size=128, dropout=0.0)
-TRAIN = dict(steps=6000, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200, weight_decay=0.1,
-             beta2=0.99, grad_clip=1.0, eval_every=500, eval_batches=20, seed=1337)
-SNAPSHOTS = (100, 500, 1500)          # besides the final model; each about 1 MB in float16
+MODEL = dict(n_layer=4, n_head=4, n_embd=192, block_size=128, dropout=0.0)   # 1,819,392 parameters
+TRAIN = dict(steps=4800, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200, weight_decay=0.1,
+             beta2=0.99, grad_clip=1.0, eval_every=400, eval_batches=10, seed=1337)
+SNAPSHOTS = (100, 500, 1500)          # besides the final model; each about 1.9 MB in int8
 MODEL_SEED = 1337
 
 
@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     train_config = training.TrainConfig(**{k: getattr(args, k) for k in TRAIN})
     torch.manual_seed(MODEL_SEED)
     model = gpt.GPT(config)
-    tokens = train_config.steps * train_config.batch_size * config.block_size
+    tokens_per_step = train_config.batch_size * config.block_size
+    tokens = train_config.steps * tokens_per_step
     print(f"model: {gpt.count_parameters(config):,} parameters {asdict(config)}")
     print(f"training: {asdict(train_config)}; {tokens:,} tokens = {tokens / len(train_ids):.1f} passes "
           f"over {len(train_ids):,} training characters; {args.threads} thread(s)")
@@ -70,24 +71,24 @@ def main(argv=None) -> int:
     def report(step, history):
         minutes = (time.perf_counter() - started) / 60
         print(f"step {step:>6}: train {history['train'][-1]:.4f}, held-out {history['val'][-1]:.4f} nats "
-              f"({minutes:.1f} min)", flush=True)
+              f"({minutes:.1f} min, {step * tokens_per_step / (minutes * 60):,.0f} tokens/s since the start)", flush=True)
 
     history = training.train(model, train_ids, val_ids, train_config, checkpoint_path=work, resume=args.resume,
                              progress=sys.stderr.isatty(), tokenizer_chars="".join(tok.chars), on_eval=report,
                              snapshots={s: args.out / f"{NAME}.step{s:06d}.pt" for s in SNAPSHOTS if s < train_config.steps})
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - started                  # the training run, evaluations included
     if not history["step"] or history["step"][-1] != train_config.steps:
         print("training did not finish; nothing shipped. Continue with --resume.")
         return 1
     training.save_checkpoint(final, model, train_config, train_config.steps, history,
-                             tokenizer_chars="".join(tok.chars), half=True)
+                             tokenizer_chars="".join(tok.chars), precision="float16")
     shipped, _ = training.load_model(final)              # evaluate exactly what ships (float16 weights)
     losses = {split: training.full_loss(shipped, ids) for split, ids in
-              (("train (first 500,000 characters)", train_ids[:500_000]), ("validation", val_ids), ("test", test_ids))}
-    record = {"command": "python data/make_pretrained.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              (("train (first 200,000 characters)", train_ids[:200_000]), ("validation", val_ids), ("test", test_ids))}
+    record = {"command": " ".join(["python data/make_pretrained.py", *(argv if argv is not None else sys.argv[1:])]),
               "model_seed": MODEL_SEED, "model_config": asdict(config), "train_config": asdict(train_config),
               "parameters": gpt.count_parameters(config), "tokens_seen": tokens,
-              "wall_seconds": round(wall, 1), "threads": args.threads, "torch": torch.__version__,
+              "training_wall_seconds": round(wall, 1), "threads": args.threads, "torch": torch.__version__,
               "python": platform.python_version(), "machine": platform.machine(),
               "resumed": args.resume, "history": history,
               "final_loss_nats_per_char": {k: round(v, 4) for k, v in losses.items()},
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     (args.out / f"{NAME}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     for split, loss in losses.items():
         print(f"{split}: {loss:.4f} nats = {loss / math.log(2):.4f} bits per character, perplexity {math.exp(loss):.3f}")
-    print(f"wall time {wall / 60:.1f} min; wrote {final} ({final.stat().st_size:,} bytes)")
+    print(f"training took {wall / 60:.1f} min; wrote {final} ({final.stat().st_size:,} bytes)")
     return 0
 
 

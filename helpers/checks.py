@@ -335,7 +335,9 @@ def _compare_naming_slips(slips, atol: float = 1e-6, rtol: float = 1e-5):
         except TypeError:
             return problem
         for wrong, words in slips:
-            if arr.shape == wrong.shape and np.allclose(arr, wrong, atol=max(atol, 1e-6), rtol=max(rtol, 1e-5)):
+            if wrong.shape == np.shape(expected) and np.allclose(wrong, expected, atol=atol, rtol=rtol):
+                continue                      # this slip gives the right answer here: it explains nothing
+            if arr.shape == wrong.shape and np.allclose(arr, wrong, atol=atol, rtol=rtol):
                 return f"{problem}. It looks as if you {words}"
         return problem
 
@@ -870,3 +872,93 @@ def gpt_parameter_count(fn) -> CheckResult:
     return run_checks("gpt_parameter_count", fn, cases,
                       hint="add up: token embedding V*C (the head shares it) + positions T*C + per block "
                            "[attention 4*(C*C + C), MLP C*4C + 4C + 4C*C + C, two layer norms 2*2C] + final layer norm 2C.")
+
+
+# ---------------------------------------------------------------------------
+# Notebook 09: pretraining
+# ---------------------------------------------------------------------------
+
+def _schedule(step, lr, min_lr, warmup_steps, steps, warmup_from_zero=False, to_zero=False, from_start=False):
+    if step < warmup_steps:
+        return lr * (step if warmup_from_zero else step + 1) / warmup_steps
+    done = step if from_start else step - warmup_steps
+    span = (steps - 1) if from_start else (steps - 1 - warmup_steps)
+    progress = min(done / max(1, span), 1.0)
+    low = 0.0 if to_zero else min_lr
+    return low + 0.5 * (1 + np.cos(np.pi * progress)) * (lr - low)
+
+
+def warmup_cosine(fn) -> CheckResult:
+    """Checker for notebook 09: ``fn(step, lr, min_lr, warmup_steps, steps)`` is the learning rate at
+    ``step`` (counted from 0): ``lr * (step + 1) / warmup_steps`` during the warm-up, then a cosine
+    from ``lr`` down to ``min_lr`` at the last step, ``steps - 1``; as ``helpers.training.learning_rate``."""
+    settings = [(1e-3, 1e-4, 10, 100, "the example schedule (lr=1e-3, min_lr=1e-4, warmup_steps=10, steps=100)"),
+                (2e-3, 1e-4, 200, 6000, "the shipped model's schedule (2e-3, 1e-4, 200, 6000)"),
+                (0.5, 0.05, 1, 7, "a hidden short schedule (0.5, 0.05, 1, 7)")]
+    cases = []
+    for lr, min_lr, warmup, steps, label in settings:
+        for step in sorted({0, warmup - 1, warmup, warmup + 1, (warmup + steps) // 2, steps - 2, steps - 1} - {-1}):
+            args = (step, lr, min_lr, warmup, steps)
+            slips = [(np.asarray(_schedule(*args, warmup_from_zero=True)),
+                      "started the warm-up at 0: at step 0 the rate is lr * 1 / warmup_steps, so no step is wasted"),
+                     (np.asarray(_schedule(*args, to_zero=True)), "decayed to 0 instead of to min_lr"),
+                     (np.asarray(_schedule(*args, from_start=True)),
+                      "measured the cosine's progress from step 0; it starts after the warm-up")]
+            cases.append(Case(args, np.asarray(_schedule(*args)), f"{label} at step {step}",
+                              _compare_naming_slips(slips, atol=1e-12, rtol=1e-6)))
+    return run_checks("warmup_cosine", fn, cases,
+                      hint="if step < warmup_steps: return lr * (step + 1) / warmup_steps; otherwise progress = "
+                           "(step - warmup_steps) / (steps - 1 - warmup_steps), and the rate is "
+                           "min_lr + 0.5 * (1 + cos(pi * progress)) * (lr - min_lr).")
+
+
+def _clip_reference(grads, max_norm, per_array=False, always=False, l1=False):
+    grads = [np.asarray(g, dtype=float) for g in grads]
+    if per_array:
+        return [g * min(1.0, max_norm / (np.sqrt((g ** 2).sum()) + 1e-6)) for g in grads]
+    norm = sum(np.sqrt((g ** 2).sum()) for g in grads) if l1 else np.sqrt(sum((g ** 2).sum() for g in grads))
+    scale = max_norm / (norm + 1e-6) if always else min(1.0, max_norm / (norm + 1e-6))
+    return [g * scale for g in grads]
+
+
+def _compare_gradient_lists(slips):
+    def compare(got, expected):
+        if not isinstance(got, (list, tuple)):
+            return f"returned {_short(got)}, which is not a list of arrays (one per gradient array)"
+        if len(got) != len(expected):
+            return f"returned {len(got)} arrays for {len(expected)} gradients"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            problem = compare_arrays(g, e, atol=1e-7, rtol=1e-5)
+            if problem:
+                for wrong, words in slips:
+                    if all(np.shape(a) == np.shape(b) and np.allclose(as_array(a), b, atol=1e-7, rtol=1e-5)
+                           for a, b in zip(got, wrong)):
+                        return f"array {i}: {problem}. It looks as if you {words}"
+                return f"array {i}: {problem}"
+        return None
+
+    return compare
+
+
+def clip_by_global_norm(fn) -> CheckResult:
+    """Checker for notebook 09: ``fn(grads, max_norm)`` scales a list of gradient arrays by
+    ``min(1, max_norm / (total_norm + 1e-6))``, ``total_norm`` the norm of all of them together;
+    as ``torch.nn.utils.clip_grad_norm_``."""
+    rng = np.random.default_rng(18)
+    examples = [([np.array([3.0, 0.0]), np.array([[0.0], [4.0]])], 1.0, "the example: [3, 0] and [[0], [4]], max_norm 1"),
+                ([np.array([0.3, 0.4])], 1.0, "a gradient already shorter than max_norm (left alone)"),
+                ([rng.normal(size=(8, 8)), rng.normal(size=8), rng.normal(size=(3, 8))], 2.0,
+                 "hidden gradients of three layers, max_norm 2"),
+                ([rng.normal(size=(64, 64)) * 10, rng.normal(size=64)], 0.5, "a hidden large gradient, max_norm 0.5")]
+    cases = []
+    for grads, max_norm, label in examples:
+        slips = [(_clip_reference(grads, max_norm, per_array=True), "clipped each array on its own; the norm is "
+                                                                    "taken over all of them together"),
+                 (_clip_reference(grads, max_norm, always=True), "rescaled even when the norm was already below "
+                                                                 "max_norm; clipping only ever shrinks"),
+                 (_clip_reference(grads, max_norm, l1=True), "added up the arrays' norms; the global norm is the "
+                                                             "square root of the sum of all squares")]
+        cases.append(Case((grads, max_norm), _clip_reference(grads, max_norm), label, _compare_gradient_lists(slips)))
+    return run_checks("clip_by_global_norm", fn, cases,
+                      hint="total = np.sqrt(sum((g ** 2).sum() for g in grads)); scale = min(1, max_norm / "
+                           "(total + 1e-6)); return [g * scale for g in grads] (new arrays, inputs unchanged).")

@@ -602,7 +602,7 @@ class LiveLoss:
 
         self.title, self.reference = title, dict(reference or {})
         self.history = {"step": [], "train": [], "val": []}
-        self.handle = display(self._placeholder(), display_id=True)
+        self.handle = display(self._placeholder(), display_id=True)   # None outside a notebook
 
     def _placeholder(self):
         from IPython.display import Markdown
@@ -624,9 +624,10 @@ class LiveLoss:
 
     def __call__(self, step, history):
         self.history = {k: list(v) for k, v in history.items()}
-        fig = self.figure()
-        self.handle.update(fig)
-        plt.close(fig)
+        if self.handle is not None:
+            fig = self.figure()
+            self.handle.update(fig)
+            plt.close(fig)
 
 
 def make_schedule(steps: int = 6000, lr: float = 2e-3, min_lr: float = 1e-4, warmup_steps: int = 200):

@@ -109,18 +109,34 @@ FORMAT = "behind-the-curtain/gpt-checkpoint/1"
 
 
 def save_checkpoint(path, model, train_config: TrainConfig | None = None, step: int = 0, history=None,
-                    optimizer=None, generator=None, tokenizer_chars: str | None = None, half: bool = False) -> Path:
+                    optimizer=None, generator=None, tokenizer_chars: str | None = None,
+                    precision: str = "float32") -> Path:
     """Write a checkpoint **atomically**: to a temporary file in the same folder, then renamed over
     ``path``. A crash or Ctrl-C while writing never leaves a half-written checkpoint behind.
 
     Holds only tensors, numbers, strings, lists and dicts, so it loads with
-    ``torch.load(..., weights_only=True)``. ``half=True`` stores the weights as float16 (half the
-    size, for shipping); they are turned back into float32 when loaded.
+    ``torch.load(..., weights_only=True)``. ``precision`` is how the weights are stored:
+    ``"float32"`` (exact), ``"float16"`` (half the size, for shipping) or ``"int8"`` (a quarter:
+    each row of a matrix as whole numbers from -127 to 127 times one float scale per row, for
+    snapshots whose exact values matter little). Loading turns them back into float32.
     """
+    if precision not in ("float32", "float16", "int8"):
+        raise ValueError(f"precision must be 'float32', 'float16' or 'int8', got {precision!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-               for k, v in model.state_dict().items() if k != "lm_head.weight"}   # tied: stored once
+    weights = {}
+    for name, value in model.state_dict().items():
+        if name == "lm_head.weight":
+            continue                                             # tied to the token embedding: stored once
+        value = value.detach().cpu().clone()
+        if precision == "int8" and value.dim() == 2:
+            scale = value.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
+            weights[name] = torch.round(value / scale).to(torch.int8)
+            weights[name + ".scale"] = scale.half()
+        elif precision != "float32" and value.is_floating_point():
+            weights[name] = value.half()
+        else:
+            weights[name] = value
     state = {"format": FORMAT, "model_config": asdict(model.config), "model": weights, "step": step,
              "train_config": asdict(train_config) if train_config else None,
              "history": history or {"step": [], "train": [], "val": []},
@@ -131,6 +147,9 @@ def save_checkpoint(path, model, train_config: TrainConfig | None = None, step: 
     try:
         with os.fdopen(handle, "wb") as f:
             torch.save(state, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)          # like any new file (mkstemp makes it private)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -159,6 +178,18 @@ def load_checkpoint(path) -> dict:
     return state
 
 
+def _float32_weights(stored: dict) -> dict:
+    """A state dict for ``GPT.load_state_dict`` from stored weights (any precision; head re-tied)."""
+    weights = {}
+    for name, value in stored.items():
+        if name.endswith(".scale"):
+            continue
+        scale = stored.get(name + ".scale")
+        weights[name] = value.float() * scale.float() if scale is not None else value.float()
+    weights["lm_head.weight"] = weights.get("token_embedding.weight")
+    return weights
+
+
 def load_model(path, config=None):
     """``(model, checkpoint)``: a ``helpers.gpt.GPT`` built from the checkpoint's config (or from
     ``config``, which must then match) with its weights loaded, in eval mode, float32."""
@@ -173,8 +204,7 @@ def load_model(path, config=None):
         different = {k: (v, getattr(saved, k)) for k, v in asdict(config).items() if getattr(saved, k) != v}
         raise CheckpointError(f"{path}: made for a different model; (yours, the file's): {different}")
     model = gpt.GPT(saved)
-    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
-    weights["lm_head.weight"] = weights.get("token_embedding.weight")
+    weights = _float32_weights(state["model"])
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
@@ -191,7 +221,7 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
     Every ``eval_every`` steps (and at the end) it measures the training and held-out loss, calls
     ``on_eval(step, history)`` if given (notebooks draw a live plot there) and, with a
     ``checkpoint_path``, saves a checkpoint atomically. ``snapshots`` (``{step: path}``) also keeps
-    small float16 copies of the model after those steps, to watch text emerge. ``resume=True`` continues from the checkpoint, with the same
+    small int8 copies of the model after those steps, to watch text emerge. ``resume=True`` continues from the checkpoint, with the same
     batches as an uninterrupted run. Ctrl-C (KeyboardInterrupt) stops cleanly, keeping the last
     checkpoint. A loss that becomes NaN or explodes stops with :class:`TrainingDiverged`.
     """
@@ -200,7 +230,7 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
     history, start = {"step": [], "train": [], "val": []}, 0
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path)
-        model.load_state_dict({**state["model"], "lm_head.weight": state["model"]["token_embedding.weight"]})
+        model.load_state_dict(_float32_weights(state["model"]))
         if state["optimizer"] is not None:
             optimizer.load_state_dict(state["optimizer"])
         if state["generator"] is not None:
@@ -241,7 +271,7 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
             done = step + 1
             if snapshots and done in snapshots:
                 save_checkpoint(snapshots[done], model, config, done, history, tokenizer_chars=tokenizer_chars,
-                                half=True)
+                                precision="int8")
             if done % config.eval_every == 0 or done == config.steps:
                 history["step"].append(done)
                 history["train"].append(estimate_loss(model, train_ids, batches=config.eval_batches))

@@ -42,6 +42,7 @@ DRIVEN = {
     "06_next_token_prediction.ipynb": "3",
     "07_attention.ipynb": "5",
     "08_the_transformer.ipynb": "8",
+    "09_pretraining.ipynb": "1.5",
 }
 
 

@@ -103,16 +103,30 @@ def test_a_diverging_rate_stops_with_a_sentence(tmp_path):
         training.train(tiny_model(), ids, ids, config, checkpoint_path=tmp_path / "boom.pt", progress=False)
 
 
-def test_snapshots_are_small_half_precision_copies(tmp_path):
+def test_snapshots_are_small_int8_copies(tmp_path):
     ids = tiny_data()
     config = training.TrainConfig(steps=40, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=20)
     path = tmp_path / "run.pt"
     snapshot = tmp_path / "run.step000013.pt"
     training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False, snapshots={13: snapshot})
     state = training.load_checkpoint(snapshot)
-    assert state["model"]["token_embedding.weight"].dtype == torch.float16 and state["optimizer"] is None
+    assert state["model"]["token_embedding.weight"].dtype == torch.int8 and state["optimizer"] is None
     model, _ = training.load_model(snapshot)
     assert model.token_embedding.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("precision, tolerance", [("float32", 0.0), ("float16", 1e-3), ("int8", 0.05)])
+def test_stored_precision_changes_the_model_only_a_little(tmp_path, precision, tolerance):
+    model = tiny_model()
+    path = training.save_checkpoint(tmp_path / f"{precision}.pt", model, precision=precision)
+    loaded, _ = training.load_model(path)
+    x = tiny_data(8)[None]
+    probs, loaded_probs = (torch.softmax(m(x)[0], -1) for m in (model, loaded))
+    assert (probs - loaded_probs).abs().max() <= tolerance
+    for (name, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters()):
+        assert (a - b).abs().max() <= a.abs().max() / 127 + 1e-6, name
+    with pytest.raises(ValueError, match="precision must be"):
+        training.save_checkpoint(tmp_path / "x.pt", model, precision="int4")
 
 
 # --- broken checkpoints give clear errors naming the file -------------------------------------
