@@ -892,8 +892,8 @@ def warmup_cosine(fn) -> CheckResult:
     """Checker for notebook 09: ``fn(step, lr, min_lr, warmup_steps, steps)`` is the learning rate at
     ``step`` (counted from 0): ``lr * (step + 1) / warmup_steps`` during the warm-up, then a cosine
     from ``lr`` down to ``min_lr`` at the last step, ``steps - 1``; as ``helpers.training.learning_rate``."""
-    settings = [(1e-3, 1e-4, 10, 100, "the example schedule (lr=1e-3, min_lr=1e-4, warmup_steps=10, steps=100)"),
-                (2e-3, 1e-4, 200, 6000, "the shipped model's schedule (2e-3, 1e-4, 200, 6000)"),
+    settings = [(2e-3, 1e-4, 10, 100, "the example schedule (lr=2e-3, min_lr=1e-4, warmup_steps=10, steps=100)"),
+                (2e-3, 1e-4, 200, 4800, "the shipped model's schedule (2e-3, 1e-4, 200, 4800)"),
                 (0.5, 0.05, 1, 7, "a hidden short schedule (0.5, 0.05, 1, 7)")]
     cases = []
     for lr, min_lr, warmup, steps, label in settings:

@@ -630,7 +630,7 @@ class LiveLoss:
             plt.close(fig)
 
 
-def make_schedule(steps: int = 6000, lr: float = 2e-3, min_lr: float = 1e-4, warmup_steps: int = 200):
+def make_schedule(steps: int = 4800, lr: float = 2e-3, min_lr: float = 1e-4, warmup_steps: int = 200):
     """The learning rate at every step: linear warm-up, then cosine decay (``training.learning_rate``)."""
     from helpers import training
 

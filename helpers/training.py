@@ -62,7 +62,7 @@ class TrainConfig:
     batch_size: int = 12        # windows per step
     lr: float = 1e-3            # peak learning rate, reached after the warm-up
     min_lr: float = 1e-4        # the cosine schedule ends here
-    warmup_steps: int = 100     # linear warm-up from 0 to lr
+    warmup_steps: int = 100     # linear warm-up: lr/warmup_steps at step 0, lr at step warmup_steps-1
     weight_decay: float = 0.1   # AdamW's decoupled weight decay (on matrices only)
     beta2: float = 0.99         # AdamW's second-moment decay (0.99 suits small batches)
     grad_clip: float = 1.0      # clip the gradient's global norm to this (0 = no clipping)
@@ -90,7 +90,7 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def make_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on the matrices only (not on biases, layer norms or positions' gains)."""
+    """AdamW with weight decay on the matrices (embeddings included), not on biases and layer-norm gains."""
     matrices = [p for p in model.parameters() if p.dim() >= 2]
     others = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": matrices, "weight_decay": config.weight_decay}, {"params": others, "weight_decay": 0.0}]
@@ -228,14 +228,24 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = make_optimizer(model, config)
     history, start = {"step": [], "train": [], "val": []}, 0
+    saved_step = None                       # the step of the last checkpoint written (or resumed from)
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path)
+        if state["model_config"] != asdict(model.config):
+            raise CheckpointError(f"{checkpoint_path}: made for a different model ({state['model_config']}); "
+                                  f"cannot resume training {asdict(model.config)}")
+        if state["train_config"] is not None and state["train_config"] != asdict(config):
+            different = {k: (v, state["train_config"].get(k)) for k, v in asdict(config).items()
+                         if state["train_config"].get(k) != v}
+            raise CheckpointError(f"{checkpoint_path}: was trained with other settings; (yours, the file's): "
+                                  f"{different}. Resume with the same TrainConfig, or start a new file")
         model.load_state_dict(_float32_weights(state["model"]))
         if state["optimizer"] is not None:
             optimizer.load_state_dict(state["optimizer"])
         if state["generator"] is not None:
             generator.set_state(state["generator"])
         history, start = state["history"], state["step"]
+        saved_step = start
     model.train()
     limit = 3.0 * math.log(model.config.vocab_size) + 1.0   # far worse than guessing: diverged
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
@@ -260,7 +270,7 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
                 what = "became NaN" if math.isnan(value) else f"exploded to {value:.3g}"
                 raise TrainingDiverged(
                     f"the loss {what} at step {step} (learning rate {lr:.2g}): training stopped. "
-                    f"Try a lower learning rate, e.g. lr={config.lr / 3:.2g}"
+                    f"Try a learning rate 10 times lower (lr={config.lr / 10:.2g})"
                     + (f"; the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path else "."))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -273,15 +283,17 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
                 save_checkpoint(snapshots[done], model, config, done, history, tokenizer_chars=tokenizer_chars,
                                 precision="int8")
             if done % config.eval_every == 0 or done == config.steps:
-                history["step"].append(done)
-                history["train"].append(estimate_loss(model, train_ids, batches=config.eval_batches))
-                history["val"].append(estimate_loss(model, val_ids, batches=config.eval_batches))
+                train_loss = estimate_loss(model, train_ids, batches=config.eval_batches)
+                val_loss = estimate_loss(model, val_ids, batches=config.eval_batches)
+                history["step"].append(done)          # all three together: Ctrl-C cannot leave them ragged
+                history["train"].append(train_loss)
+                history["val"].append(val_loss)
                 save(done)
+                saved_step = done if checkpoint_path is not None else None
                 if on_eval is not None:
                     on_eval(done, history)
     except KeyboardInterrupt:
-        kept = f"; the last checkpoint (step {history['step'][-1]}) is in {checkpoint_path}" if (
-            checkpoint_path and history["step"]) else ""
+        kept = f"; the last checkpoint (step {saved_step}) is in {checkpoint_path}" if saved_step else ""
         print(f"interrupted after {done} steps{kept}. Run again with resume=True to continue.")
     finally:
         bar.close()

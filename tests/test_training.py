@@ -95,11 +95,42 @@ def test_interrupt_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert training.load_checkpoint(path)["step"] == 50
 
 
+def test_resuming_with_other_settings_or_another_model_is_refused(tmp_path):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=20, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=10)
+    path = tmp_path / "run.pt"
+    training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False)
+    longer = training.TrainConfig(**{**config.__dict__, "steps": 40})
+    with pytest.raises(training.CheckpointError, match=r"other settings.*'steps': \(40, 20\)"):
+        training.train(tiny_model(), ids, ids, longer, checkpoint_path=path, resume=True, progress=False)
+    wider = gpt.GPT(gpt.GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(training.CheckpointError, match="different model"):
+        training.train(wider, ids, ids, config, checkpoint_path=path, resume=True, progress=False)
+
+
+def test_interrupt_during_an_evaluation_keeps_the_history_consistent(tmp_path, monkeypatch, capsys):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=40, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=10)
+    calls = {"n": 0}
+    original = training.estimate_loss
+
+    def interrupted_on_the_fifth_measurement(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:                                   # the first measurement of step 30
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "estimate_loss", interrupted_on_the_fifth_measurement)
+    history = training.train(tiny_model(), ids, ids, config, checkpoint_path=tmp_path / "r.pt", progress=False)
+    assert history["step"] == [10, 20] and len(history["train"]) == len(history["val"]) == 2
+    assert "the last checkpoint (step 20)" in capsys.readouterr().out
+
+
 def test_a_diverging_rate_stops_with_a_sentence(tmp_path):
     ids = tiny_data()
     config = training.TrainConfig(steps=200, batch_size=8, lr=1e6, min_lr=1e5, warmup_steps=1, eval_every=1,
                                   grad_clip=0.0)
-    with pytest.raises(training.TrainingDiverged, match=r"at step \d+ .*Try a lower learning rate"):
+    with pytest.raises(training.TrainingDiverged, match=r"at step \d+ .*Try a learning rate 10 times lower"):
         training.train(tiny_model(), ids, ids, config, checkpoint_path=tmp_path / "boom.pt", progress=False)
 
 
