@@ -1,8 +1,11 @@
 """Shared pieces of the checker tests in tests/test_nbXX.py.
 
 Each of those files lists ``RIGHT`` answers (which must pass) and ``BROKEN`` answers with the
-phrase the checker's message must contain; the two helpers below state what that means.
+phrase the checker's message must contain, then makes its two tests with
+``test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)``.
 """
+
+import pytest
 
 
 def forever(*args):
@@ -25,3 +28,18 @@ def assert_rejects(checker, fn, phrase):
     result = checker(fn)  # never raises, never hangs
     assert result.passed is False
     assert phrase in result.message, result.message
+
+
+def checker_tests(right, broken):
+    """The two parametrised tests every notebook's checker list gets: right answers pass, broken
+    answers are rejected with their phrase."""
+
+    @pytest.mark.parametrize("checker, fn", right)
+    def test_right_answers_pass(checker, fn):
+        assert_passes(checker, fn)
+
+    @pytest.mark.parametrize("checker, fn, phrase", broken)
+    def test_broken_answers_rejected(checker, fn, phrase):
+        assert_rejects(checker, fn, phrase)
+
+    return test_right_answers_pass, test_broken_answers_rejected

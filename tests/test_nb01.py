@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from helpers import checks, nn_numpy, plots, widgets
-from checker_cases import assert_passes, assert_rejects, forever, stub
+from checker_cases import checker_tests, forever, stub
 
 floats = st.floats(-1e6, 1e6, allow_nan=False)
 
@@ -167,14 +167,7 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("checker, fn", RIGHT)
-def test_right_answers_pass(checker, fn):
-    assert_passes(checker, fn)
-
-
-@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
-def test_broken_answers_rejected(checker, fn, phrase):
-    assert_rejects(checker, fn, phrase)
+test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)
 
 
 def test_sigmoid_overflow_is_caught_in_the_thread_fallback_too():

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import checks, mlp, nn_numpy, plots, toy_data, widgets
-from checker_cases import assert_passes, assert_rejects, forever, stub
+from checker_cases import checker_tests, forever, stub
 
 
 @given(st.lists(st.integers(1, 20), min_size=2, max_size=5))
@@ -119,11 +119,4 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("checker, fn", RIGHT)
-def test_right_answers_pass(checker, fn):
-    assert_passes(checker, fn)
-
-
-@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
-def test_broken_answers_rejected(checker, fn, phrase):
-    assert_rejects(checker, fn, phrase)
+test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)

@@ -1,12 +1,11 @@
 """Notebook 05: the token-colouring figure and explorer, and the BPE checkers."""
 
 import matplotlib.pyplot as plt
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import checks, plots, tokenizers, widgets
-from checker_cases import assert_passes, assert_rejects, forever, stub
+from checker_cases import checker_tests, forever, stub
 
 
 @settings(max_examples=15)
@@ -79,11 +78,4 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("checker, fn", RIGHT)
-def test_right_answers_pass(checker, fn):
-    assert_passes(checker, fn)
-
-
-@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
-def test_broken_answers_rejected(checker, fn, phrase):
-    assert_rejects(checker, fn, phrase)
+test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)

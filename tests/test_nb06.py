@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from helpers import checks, plots, widgets
 from helpers import language_model as lm
-from checker_cases import assert_passes, assert_rejects, forever, stub
+from checker_cases import checker_tests, forever, stub
 
 
 def test_counts_and_probabilities():
@@ -122,11 +122,4 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("checker, fn", RIGHT)
-def test_right_answers_pass(checker, fn):
-    assert_passes(checker, fn)
-
-
-@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
-def test_broken_answers_rejected(checker, fn, phrase):
-    assert_rejects(checker, fn, phrase)
+test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import checks, gpt, plots, training, widgets
-from checker_cases import assert_passes, assert_rejects, stub
+from checker_cases import checker_tests, stub
 
 
 @settings(max_examples=30, deadline=None)
@@ -118,11 +118,4 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("checker, fn", RIGHT)
-def test_right_answers_pass(checker, fn):
-    assert_passes(checker, fn)
-
-
-@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
-def test_broken_answers_rejected(checker, fn, phrase):
-    assert_rejects(checker, fn, phrase)
+test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers import checks, gpt, plots, tokenizers, training, widgets
-from checker_cases import assert_passes, assert_rejects, forever, stub
+from checker_cases import checker_tests, forever, stub
 
 
 def test_schedule_figure():
@@ -128,11 +128,4 @@ BROKEN = [
 ]
 
 
-@pytest.mark.parametrize("checker, fn", RIGHT)
-def test_right_answers_pass(checker, fn):
-    assert_passes(checker, fn)
-
-
-@pytest.mark.parametrize("checker, fn, phrase", BROKEN)
-def test_broken_answers_rejected(checker, fn, phrase):
-    assert_rejects(checker, fn, phrase)
+test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)
