@@ -1,6 +1,9 @@
 """The student copy: solutions stubbed, outputs cleared, every notebook still runs to the end,
 and every checker says "not implemented yet" instead of crashing."""
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 import nbformat
 import pytest
 from hypothesis import given
@@ -37,6 +40,13 @@ def test_refuses_to_overwrite_the_solutions(capsys):
     assert "Refusing" in capsys.readouterr().err
 
 
+def _execute(path):
+    """Run one student notebook in a fresh kernel; return it with its outputs (in a worker process)."""
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("student")
@@ -45,15 +55,25 @@ def student_dir(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def executed(student_dir):
+    """Every student notebook executed, two at a time (each kernel uses one core)."""
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {p.name: pool.submit(_execute, student_dir / p.name) for p in NOTEBOOKS}
+        for future in futures.values():
+            future.exception()               # wait for all of them before the pool shuts down
+        return futures
+
+
 @pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
-def test_student_notebook_runs_and_checkers_say_not_implemented(student_dir, name):
+def test_student_notebook_runs_and_checkers_say_not_implemented(student_dir, executed, name):
     nb = nbformat.read(student_dir / name, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     solution_cells = [c for c in code if "raise NotImplementedError()" in c.source]
     assert solution_cells, f"{name}: no exercise was stubbed"
     assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be cleared"
     assert not any("### BEGIN SOLUTION" in c.source for c in code)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(student_dir)}}).execute()
+    nb = executed[name].result()          # re-raises a failure to execute (e.g. a timeout) here
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, f"{name}: the student copy stops with {errors[0].ename}: {errors[0].evalue}"
     checker_text = ["".join(o.get("text", "") for o in c.outputs)
