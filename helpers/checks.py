@@ -962,3 +962,114 @@ def clip_by_global_norm(fn) -> CheckResult:
     return run_checks("clip_by_global_norm", fn, cases,
                       hint="total = np.sqrt(sum((g ** 2).sum() for g in grads)); scale = min(1, max_norm / "
                            "(total + 1e-6)); return [g * scale for g in grads] (new arrays, inputs unchanged).")
+
+
+# ---------------------------------------------------------------------------
+# Notebook 10: evaluation and data
+# ---------------------------------------------------------------------------
+
+def _power_law_reference(x, y, linear=False, semilog=False, log10_exp=False):
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if linear:
+        return np.polyfit(x, y, 1)[::-1]
+    if semilog:
+        b, log_a = np.polyfit(x, np.log(y), 1)
+        return np.array([np.exp(log_a), b])
+    if log10_exp:
+        b, log_a = np.polyfit(np.log10(x), np.log10(y), 1)
+        return np.array([np.exp(log_a), b])
+    b, log_a = np.polyfit(np.log(x), np.log(y), 1)
+    return np.array([np.exp(log_a), b])
+
+
+def fit_power_law(fn) -> CheckResult:
+    """Checker for notebook 10: ``fn(x, y)`` returns ``(a, b)`` with ``y ≈ a * x**b``, the least-squares
+    line through ``(log x, log y)``; as ``helpers.experiments.fit_power_law``."""
+    rng = np.random.default_rng(19)
+    x_hidden = np.logspace(4, 7, 6)
+    examples = [(np.array([1.0, 10.0, 100.0]), np.array([2.0, 1.0, 0.5]), "the example: y = 2 x^-0.301 exactly"),
+                (np.array([1e4, 1e5, 1e6]), 3.0 * np.array([1e4, 1e5, 1e6]) ** -0.1,
+                 "an exact power law y = 3 x^-0.1 over data sizes 1e4..1e6"),
+                (x_hidden, 5.0 * x_hidden ** -0.07 * np.exp(rng.normal(0, 0.01, 6)),
+                 "six hidden noisy points (not exactly on a line)")]
+    cases = []
+    for x, y, label in examples:
+        slips = [(_power_law_reference(x, y, linear=True), "fitted a straight line to y against x, not on log scales"),
+                 (_power_law_reference(x, y, semilog=True), "took the log of y but not of x"),
+                 (_power_law_reference(x, y, log10_exp=True), "fitted on log10 scales but turned the intercept "
+                                                              "back with exp; use 10**intercept (or ln throughout)"),
+                 (_power_law_reference(x, y)[::-1], "returned (b, a); the order is (a, b)"),
+                 (np.polyfit(np.log(x), np.log(y), 1), "returned np.polyfit's (slope, intercept) as they are; "
+                                                       "return (np.exp(intercept), slope)"),
+                 (np.array([np.log(_power_law_reference(x, y)[0]), _power_law_reference(x, y)[1]]),
+                  "returned log a; a is the exponential of the intercept")]
+        cases.append(Case((x, y), _power_law_reference(x, y), label, _compare_naming_slips(slips, atol=1e-6, rtol=1e-4)))
+    return run_checks("fit_power_law", fn, cases,
+                      hint="b, log_a = np.polyfit(np.log(x), np.log(y), 1) fits log y = log_a + b log x; "
+                           "return (np.exp(log_a), b).")
+
+
+def _normalised(document: str) -> str:
+    return " ".join(document.lower().split())
+
+
+def _dedup_reference(documents, exact=False, keep_last=False, drop_all=False, normalised_out=False):
+    key = (lambda d: d) if exact else _normalised
+    if drop_all:
+        counts = {}
+        for d in documents:
+            counts[key(d)] = counts.get(key(d), 0) + 1
+        return [d for d in documents if counts[key(d)] == 1]
+    seen, out = set(), []
+    for d in (reversed(documents) if keep_last else documents):
+        if key(d) not in seen:
+            seen.add(key(d))
+            out.append(_normalised(d) if normalised_out else d)
+    return out[::-1] if keep_last else out
+
+
+def _compare_documents(slips):
+    def compare(got, expected):
+        if isinstance(got, (str, bytes)) or not isinstance(got, (list, tuple)):
+            return f"returned {_short(got)}, which is not a list of documents"
+        got = list(got)
+        if got == expected:
+            return None
+        for wrong, words in slips:
+            if wrong != expected and got == wrong:
+                return f"returned {_short(got, 80)}, expected {_short(expected, 80)}. It looks as if you {words}"
+        if sorted(map(str, got)) == sorted(expected):
+            return "kept the right documents but not in their original order (a set forgets the order)"
+        return f"returned {len(got)} documents, {_short(got, 80)}; expected {len(expected)}, {_short(expected, 80)}"
+
+    return compare
+
+
+def deduplicate(fn) -> CheckResult:
+    """Checker for notebook 10: ``fn(documents)`` keeps the first of every group of documents that are
+    equal once lower-cased with runs of whitespace made single spaces (and trimmed), in their order,
+    unchanged."""
+    rng = np.random.default_rng(20)
+    lines = ["To be, or not to be", "Exeunt", "My lord.", "Good night, sweet prince", "I will.", "Away!"]
+    hidden = [lines[i] for i in rng.integers(0, len(lines), 40)]
+    hidden = [d.upper() if rng.random() < 0.2 else d.replace(" ", "  ") if rng.random() < 0.2 else d for d in hidden]
+    example = ["My lord.", "my  lord.", "Exeunt", "My lord.", "Away!"]
+    examples = [(example, f"the example {example}"),
+                (["Exeunt", "Away!", "To be"], "documents with no duplicates (all kept)"),
+                ([], "an empty list"),
+                (["  Good night\n", "good night", "GOOD NIGHT ", "Away!", "away!"], "copies differing in case, "
+                                                                                    "spacing and line breaks"),
+                (hidden, "a hidden list of 40 documents with many copies")]
+    cases = []
+    for documents, label in examples:
+        slips = [(_dedup_reference(documents, exact=True), "only removed exact copies; normalise (lower-case, "
+                                                           "collapse whitespace) before comparing"),
+                 (_dedup_reference(documents, keep_last=True), "kept the last copy; keep the first"),
+                 (_dedup_reference(documents, drop_all=True), "dropped every document that has a copy; keep one "
+                                                              "of each"),
+                 (_dedup_reference(documents, normalised_out=True), "returned the normalised text; return the "
+                                                                    "documents unchanged")]
+        cases.append(Case((documents,), _dedup_reference(documents), label, _compare_documents(slips)))
+    return run_checks("deduplicate", fn, cases,
+                      hint="keep a set of keys seen so far; for each document, key = ' '.join(doc.lower().split()); "
+                           "if the key is new, add it to the set and append the original document.")

@@ -672,3 +672,52 @@ def make_generation_explorer(models: dict, tokenizer, temperature: float = 0.8, 
     ax.axis("off")
     ax.set_title(f"{label}, temperature {temperature:.2f}{note}", fontsize=10)
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Notebook 10: evaluation and data
+# ---------------------------------------------------------------------------
+
+SWEEP_FAMILIES = {
+    "amount of data": ["fraction-1/256", "fraction-1/64", "fraction-1/16", "fraction-1/4", "baseline"],
+    "noisy text": ["baseline", "noise-0.03", "noise-0.1", "noise-0.3"],
+    "duplicated text": ["baseline", "duplicates"],
+    "one genre or all": ["genre-comedies", "genre-all"],
+    "model size": ["size-1x32", "baseline", "size-3x96", "size-4x128"],
+}
+SWEEP_LABELS = {"baseline": "all data, 2 layers x 64 (baseline)", "fraction-1/256": "1/256 of the data",
+                "fraction-1/64": "1/64 of the data", "fraction-1/16": "1/16 of the data",
+                "fraction-1/4": "1/4 of the data", "noise-0.03": "3% noise", "noise-0.1": "10% noise",
+                "noise-0.3": "30% noise", "duplicates": "4 plays x 9 copies", "genre-comedies": "comedies only",
+                "genre-all": "all genres, same size", "size-1x32": "1 layer x 32", "size-3x96": "3 layers x 96",
+                "size-4x128": "4 layers x 128"}
+
+
+def make_sweep_explorer(runs: dict, experiment: str = "amount of data", curves: str = "held-out"):
+    """The learning curves of one family of stored runs (``data/sweeps.json``'s ``"runs"``).
+
+    ``experiment`` is a key of :data:`SWEEP_FAMILIES`; ``curves`` is ``"held-out"``, ``"training"``
+    or ``"both"`` (training dashed). The legend gives each run's final held-out loss.
+    """
+    if experiment not in SWEEP_FAMILIES:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of {list(SWEEP_FAMILIES)}")
+    if curves not in ("held-out", "training", "both"):
+        raise ValueError(f"curves must be 'held-out', 'training' or 'both', not {curves!r}")
+    names = [n for n in SWEEP_FAMILIES[experiment] if n in runs]
+    fig, ax = new_figure(width=7.2, height=4.0)
+    colours = plt.cm.viridis(np.linspace(0.0, 0.85, max(2, len(names))))
+    for colour, name in zip(colours, names):
+        history = runs[name]["history"]
+        label = f"{SWEEP_LABELS.get(name, name)}: {runs[name]['final']['validation']:.3f}"
+        if curves in ("held-out", "both"):
+            ax.plot(history["step"], history["val"], "-", color=colour, label=label)
+        if curves in ("training", "both"):
+            ax.plot(history["step"], history["train"], "--", color=colour,
+                    label=None if curves == "both" else label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per character)")
+    shown = {"held-out": "held-out loss", "training": "training loss",
+             "both": "held-out (solid) and training (dashed) loss"}[curves]
+    ax.set_title(f"{experiment}: {shown}", fontsize=10)
+    ax.legend(fontsize=8, title="final held-out loss", title_fontsize=8)
+    return fig

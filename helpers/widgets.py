@@ -45,6 +45,12 @@ def text_box(value: str = "", description: str = ""):
                         style={"description_width": "initial"}, layout=widgets.Layout(width="560px"))
 
 
+def choice(value: str, options, description: str = ""):
+    """A drop-down list: ``.value`` is the chosen one of ``options``."""
+    return widgets.Dropdown(value=value, options=list(options), description=description,
+                            style={"description_width": "initial"}, layout=widgets.Layout(width="360px"))
+
+
 def toggle(value: bool, description: str = ""):
     """An on/off check box (``.value`` is ``True`` or ``False``)."""
     return widgets.Checkbox(value=value, description=description, indent=False)

@@ -43,3 +43,13 @@ def checker_tests(right, broken):
         assert_rejects(checker, fn, phrase)
 
     return test_right_answers_pass, test_broken_answers_rejected
+
+
+def assert_redraws(explorer, changes):
+    """Set each control of ``explorer`` in turn (``[(name, value), ...]``); every setting must
+    change the figure, so the PNGs (the first one included) are all different."""
+    seen = [explorer.png]
+    for name, value in changes:
+        explorer.controls[name].value = value
+        seen.append(explorer.png)
+    assert len(set(seen)) == len(seen), f"some settings left the figure unchanged: {[n for n, _ in changes]}"

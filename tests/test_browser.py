@@ -31,7 +31,8 @@ if CHROMIUM is None:
 ARTIFACTS = REPO_ROOT / "tests" / "_artifacts"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-# Notebooks whose first explorer slider the test moves: name -> value to type into that slider.
+# Notebooks whose first explorer control the test moves: name -> value to type into its first
+# slider (None: "2"), or "select:OPTION" to choose OPTION in its first drop-down list.
 DRIVEN = {
     "00_start_here.ipynb": "3",
     "01_neurons_and_layers.ipynb": None,
@@ -43,6 +44,7 @@ DRIVEN = {
     "07_attention.ipynb": "5",
     "08_the_transformer.ipynb": "8",
     "09_pretraining.ipynb": "1.5",
+    "10_evaluation_and_data.ipynb": "select:model size",
 }
 
 
@@ -131,16 +133,21 @@ def test_notebook_runs_in_jupyterlab_and_its_explorer_responds(lab, browser, nam
         assert not errors, f"{name} shows an error in the browser: {errors}"
         assert page.locator("text=Error displaying widget").count() == 0
 
-        slider = page.locator(".widget-slider").first
-        slider.scroll_into_view_if_needed()
-        image = page.locator(".widget-output img").first
-        before = image.get_attribute("src")
         value = DRIVEN[name] or "2"
-        readout = slider.locator(".widget-readout")
-        readout.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type(value)
-        page.keyboard.press("Enter")
+        image = page.locator(".widget-output img").first
+        if value.startswith("select:"):
+            dropdown = page.locator(".widget-dropdown select").first
+            dropdown.scroll_into_view_if_needed()
+            before = image.get_attribute("src")
+            dropdown.select_option(label=value.removeprefix("select:"))
+        else:
+            slider = page.locator(".widget-slider").first
+            slider.scroll_into_view_if_needed()
+            before = image.get_attribute("src")
+            slider.locator(".widget-readout").click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type(value)
+            page.keyboard.press("Enter")
         page.wait_for_function("([before]) => { const img = document.querySelector('.widget-output img');"
                                " return img && img.getAttribute('src') !== before; }", arg=[before], timeout=30_000)
         assert image.get_attribute("src") != before
