@@ -3,13 +3,16 @@
 Usage (from the repository root):
 
     python data/make_sweeps.py                  # every experiment (about 20 minutes on 2 cores)
-    python data/make_sweeps.py --resume         # keep the runs already in the file, do the rest
-    python data/make_sweeps.py --only noise-0.1 --out /tmp/try   # one run, written elsewhere
+    python data/make_sweeps.py --resume         # continue an interrupted sweep
+    python data/make_sweeps.py --only noise-0.1 --out /tmp/try   # one run, into /tmp/try/sweeps.json
 
 Every run trains the same small GPT (``helpers/experiments.py``: ``MODEL``, ``TRAIN``, seed 1337)
 on a different training text, or (the size sweep) a different width and depth on the full text,
-and measures it on the same fixed windows of the held-out plays. The file is rewritten after
-each run, so an interrupted sweep loses at most one run. Also stored: the shipped model's loss
+and measures it on the same fixed windows of the held-out plays (``baseline-seed-2`` repeats
+the baseline with seed 2, to show how large chance is). A full sweep writes
+``sweeps.partial.json`` after each run (an interruption loses at most one run; ``--resume``
+continues it) and renames it to ``sweeps.json`` at the end; ``--only`` updates ``sweeps.json``
+in place. Also stored: the shipped model's loss
 on the first 20,000 characters of every play (seen and unseen).
 """
 
@@ -102,13 +105,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     path = args.out / "sweeps.json"
-    record = json.loads(path.read_text(encoding="utf-8")) if (args.resume or args.only) and path.exists() else {}
-    record.pop("threads", None)            # kept per run: a rerun with --only may use another number
-    record.update({"command": "python data/make_sweeps.py", "torch": torch.__version__,
-                   "python": platform.python_version(), "machine": platform.machine(),
+    # A full sweep writes sweeps.partial.json and renames it when every run is done, so that an
+    # interrupted sweep never replaces a complete file; --only edits sweeps.json run by run.
+    partial = args.out / "sweeps.partial.json"
+    target = path if args.only else partial
+    source = path if args.only else (partial if args.resume and partial.exists() else path if args.resume else None)
+    record = json.loads(source.read_text(encoding="utf-8")) if source is not None and source.exists() else {}
+    for stale in ("threads", "torch", "python", "machine"):
+        record.pop(stale, None)             # kept per run: a rerun with --only may differ
+    record.update({"command": "python data/make_sweeps.py",
                    "model": experiments.MODEL, "train": experiments.TRAIN, "model_seed": experiments.MODEL_SEED,
                    "eval_batches": experiments.EVAL_BATCHES, "duplicated_plays": [
                        p.slug for p in data.split_plays()["train"][:DUPLICATED_PLAYS]]})
+    provenance = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()}
     runs = record.setdefault("runs", {})
     texts = eval_texts()
     plan = experiment_plan()
@@ -118,9 +127,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     def save():
-        tmp = path.with_suffix(".json.tmp")
+        tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        tmp.replace(target)
 
     started = time.perf_counter()
     for name, (make_text, model, description) in plan.items():
@@ -131,7 +140,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         print(f"{name}: {description} ({len(text):,} characters, {threads} thread(s))", flush=True)
         result = experiments.run(text, texts, model=model, seed=2 if name == "baseline-seed-2" else None)
-        runs[name] = {"description": description, "threads": threads, **result}
+        runs[name] = {"description": description, "threads": threads, **provenance, **result}
         print(f"  held-out {result['final']['validation']:.4f} (best {result['best_val']:.4f}), train "
               f"{result['final']['train']:.4f}; {result['seconds']:.0f} s", flush=True)
         save()
@@ -142,6 +151,8 @@ def main(argv=None) -> int:
             record["plays"] = per_play_losses()
             record["play_characters"] = PLAY_CHARACTERS
             save()
+    if target == partial:
+        partial.replace(path)
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min; wrote {path}")
     return 0
 

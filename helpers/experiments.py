@@ -1,8 +1,9 @@
 """Experiments on data: quality, diversity and scale (notebook 10_evaluation_and_data).
 
-Each experiment trains the same small GPT with the same settings on a different training
-text and measures it on the same held-out plays. The only thing that changes is the data
-(or, in the size sweep, the model), so any difference in held-out loss is caused by it.
+Each experiment trains the same small GPT with the same settings and the same initial weights
+on a different training text and measures it on the same held-out plays. The only thing that
+changes is the data (or, in the size sweep, the model), so a difference in held-out loss is
+caused by it, or by chance (a run with another seed shows how large chance is).
 
 - :func:`add_noise`, :func:`with_duplicates`, :func:`fraction_of_plays`: make training texts.
 - :func:`run`: one training run with the shared settings, returning its curve and its losses.
@@ -33,8 +34,9 @@ def tokenizer() -> tokenizers.CharTokenizer:
 
 
 def add_noise(text: str, fraction: float, alphabet: str, seed: int = 0) -> str:
-    """``text`` with about ``fraction`` of its characters replaced by random characters of
-    ``alphabet``: the typos, OCR errors and junk of badly cleaned web text."""
+    """``text`` with a ``fraction`` of its characters replaced by random characters of ``alphabet``
+    (a replacement can draw the character it replaces, so slightly fewer change): a crude, worst
+    case model of the typos, OCR errors and junk of badly cleaned web text."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
     rng = np.random.default_rng(seed)
@@ -46,14 +48,16 @@ def add_noise(text: str, fraction: float, alphabet: str, seed: int = 0) -> str:
 
 
 def with_duplicates(plays, repeated: int, copies: int) -> str:
-    """All ``plays``, plus ``copies`` extra copies of the first ``repeated`` of them: the same
-    pages scraped many times, as happens in web crawls."""
+    """All ``plays``, plus ``copies`` extra copies of the first ``repeated`` of them (in the order
+    given; ``data.split_plays`` sorts by genre): the same pages scraped many times, as happens in
+    web crawls."""
     extra = [p.text for p in plays[:repeated]] * copies
     return "\n".join([p.text for p in plays] + extra)
 
 
 def fraction_of_plays(plays, fraction: float) -> str:
-    """The first ``fraction`` of every play, joined: less data, with the same mix of plays and genres."""
+    """The opening ``fraction`` of every play (cut mid-line), joined: less data, with the same mix
+    of plays and genres (but only their first scenes)."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     return "\n".join(p.text[: max(1, round(len(p.text) * fraction))] for p in plays)
@@ -72,19 +76,25 @@ def fit_power_law(x, y) -> tuple[float, float]:
 def run(train_text: str, eval_texts: dict[str, str], model: dict | None = None, steps: int | None = None,
         seed: int | None = None, progress: bool = False, on_eval=None) -> dict:
     """Train a fresh GPT (``MODEL`` updated by ``model``) on ``train_text`` with ``TRAIN`` settings
-    (``steps`` overrides the number of steps, for a quick experiment) and measure it. ``seed``
-    replaces ``MODEL_SEED`` and the batch seed (to see how much runs differ by chance alone). ``progress`` and ``on_eval`` are
-    passed to :func:`helpers.training.train` (a progress bar; a live plot).
+    and measure it. ``eval_texts`` must include ``"validation"`` (the curve is measured on it) and
+    may add any other named texts. ``steps`` shortens the run for a quick experiment; ``seed``
+    replaces ``MODEL_SEED`` and the batch seed (to see how much runs differ by chance alone);
+    ``progress`` and ``on_eval`` are passed to :func:`helpers.training.train` (a progress bar; a
+    live plot). Results depend in their last digits on the number of PyTorch threads.
 
-    Returns ``{"parameters", "train_characters", "history", "final": {name: loss}, "best_val", "seconds"}``:
-    ``history`` is the training and held-out (``eval_texts["validation"]``) loss every ``eval_every`` steps;
-    ``final`` the loss on each of ``eval_texts`` and on the training text, in nats per character,
-    measured on the same ``EVAL_BATCHES`` fixed windows for every run.
+    Returns a dict: ``model_config``, ``parameters``, ``train_characters``, ``tokens_seen``;
+    ``history``, the training and validation loss every ``eval_every`` steps on ``eval_batches``
+    (10) fixed batches, and ``best_val``, its lowest validation value; ``final``, the loss on each
+    of ``eval_texts`` and on the training text (``"train"``) at the end, on ``EVAL_BATCHES`` (40)
+    fixed batches, so more precise than (and not comparable with) the curve; ``seconds``.
     """
+    if "validation" not in eval_texts or "train" in eval_texts:
+        raise ValueError(f"eval_texts needs a 'validation' text and no 'train' entry (the training text is "
+                         f"measured as 'train'); got {sorted(eval_texts)}")
     tok = tokenizer()
     config = gpt.GPTConfig(vocab_size=tok.vocab_size, **{**MODEL, **(model or {})})
     settings = dict(TRAIN)
-    if steps:                           # a shorter run keeps a tenth of it (at most) for the warm-up
+    if steps is not None:               # a shorter run keeps a tenth of it (at most) for the warm-up
         settings.update(steps=steps, warmup_steps=min(TRAIN["warmup_steps"], steps // 10),
                         eval_every=min(TRAIN["eval_every"], steps))
     if seed is not None:

@@ -721,3 +721,11 @@ def make_sweep_explorer(runs: dict, experiment: str = "amount of data", curves: 
     ax.set_title(f"{experiment}: {shown}", fontsize=10)
     ax.legend(fontsize=8, title="final held-out loss", title_fontsize=8)
     return fig
+
+
+def plain_log_ticks(ax) -> None:
+    """Label the log-scaled y axis of ``ax`` with plain numbers (2.2, not 2.2×10⁰)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.1f"))

@@ -88,6 +88,12 @@ def test_run_is_reproducible_and_reports_everything():
     assert first["history"]["step"][-1] == 30 and first["train_characters"] == 20_000
 
 
+@pytest.mark.parametrize("texts", [{"macbeth": "abc" * 100}, {"validation": "abc" * 100, "train": "abc" * 100}])
+def test_run_says_which_measurement_texts_it_needs(texts):
+    with pytest.raises(ValueError, match="'validation'"):
+        experiments.run("abc" * 100, texts, steps=2)
+
+
 def test_run_names_a_character_it_cannot_encode():
     with pytest.raises(ValueError, match="€"):
         experiments.run("a € sign" * 100, {"validation": "abc" * 100}, steps=2)
@@ -104,6 +110,31 @@ def test_the_command_runs_one_experiment_into_a_file(tmp_path, monkeypatch):
     assert list(stored["runs"]) == ["fraction-1/256"] and run["history"]["step"] == [5]
     assert set(run["final"]) == set(make_sweeps.eval_texts()) | {"train"}
     assert not list(tmp_path.glob("*.tmp"))                                  # written atomically
+
+
+def test_an_interrupted_sweep_keeps_the_complete_file_and_resumes(tmp_path, monkeypatch):
+    (tmp_path / "sweeps.json").write_text('{"complete": true}')
+    calls = []
+
+    def run_twice(text, texts, model=None, seed=None):
+        calls.append(text[:10])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return {"final": {"validation": 2.0, "train": 1.9}, "best_val": 2.0, "seconds": 0.0}
+
+    monkeypatch.setattr(experiments, "run", run_twice)
+    with pytest.raises(KeyboardInterrupt):
+        make_sweeps.main(["--out", str(tmp_path), "--threads", "1"])
+    assert json.loads((tmp_path / "sweeps.json").read_text()) == {"complete": True}     # untouched
+    partial = json.loads((tmp_path / "sweeps.partial.json").read_text())
+    assert list(partial["runs"]) == ["baseline"]
+    monkeypatch.setattr(make_sweeps, "per_play_losses", lambda: {})
+    monkeypatch.setattr(experiments, "run", lambda *a, **k: {"final": {"validation": 2.0, "train": 1.9},
+                                                              "best_val": 2.0, "seconds": 0.0})
+    assert make_sweeps.main(["--out", str(tmp_path), "--threads", "1", "--resume"]) == 0
+    done = json.loads((tmp_path / "sweeps.json").read_text())
+    assert set(done["runs"]) == set(make_sweeps.experiment_plan()) and "plays" in done
+    assert not (tmp_path / "sweeps.partial.json").exists()
 
 
 def test_the_command_refuses_an_unknown_experiment(tmp_path, capsys):
