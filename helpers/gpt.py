@@ -221,6 +221,22 @@ class GPT(nn.Module):
         Returns ``(logits (B, T, vocab_size), loss or None)``, plus, when ``return_attention``,
         the attention weights ``(n_layer, B, n_head, T, T)`` (computed by the from-scratch path).
         """
+        hidden, attention = self._hidden(idx, mask, return_attention)
+        logits = self.lm_head(hidden)                                                # (B, T, V)
+        loss = None
+        if targets is not None:
+            B, T = idx.shape
+            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-100)
+        if return_attention:
+            return logits, loss, attention
+        return logits, loss
+
+    def features(self, idx, mask=None):
+        """The final hidden states ``(B, T, n_embd)``, after the last LayerNorm: what the head turns
+        into logits, and what notebook 11 puts a classifier on."""
+        return self._hidden(idx, mask, False)[0]
+
+    def _hidden(self, idx, mask, return_attention: bool):
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
             got = f"{idx.dtype} of shape {tuple(idx.shape)}" if isinstance(idx, torch.Tensor) else type(idx).__name__
             raise TypeError(f"idx must be an int64 tensor of shape (B, T), e.g. torch.tensor([[1, 2, 3]]); got {got}")
@@ -239,14 +255,7 @@ class GPT(nn.Module):
         for block in self.blocks:
             x, weights = block(x, mask, return_attention)
             attention.append(weights)
-        logits = self.lm_head(self.ln_f(x))                                          # (B, T, V)
-
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-100)
-        if return_attention:
-            return logits, loss, torch.stack(attention)
-        return logits, loss
+        return self.ln_f(x), (torch.stack(attention) if return_attention else None)
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k=None, generator=None):

@@ -1,0 +1,171 @@
+"""helpers/finetune.py: genre passages, modernisation pairs, the classifier, LoRA from scratch."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helpers import data, finetune, gpt
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return gpt.GPT(gpt.GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16))
+
+
+# --- genre passages ---------------------------------------------------------
+
+def test_held_out_passages_come_only_from_held_out_plays():
+    texts, labels = finetune.genre_passages("held-out", per_genre=20, length=64, seed=1)
+    by_genre = {g: [p.text for p in data.split_plays()["validation"] + data.split_plays()["test"] if p.genre == g]
+                for g in finetune.GENRE_CLASSES}
+    assert len(texts) == 60 and sorted(set(labels)) == [0, 1, 2] and all(len(t) == 64 for t in texts)
+    for text, label in zip(texts, labels):
+        assert any(text in play for play in by_genre[finetune.GENRE_CLASSES[label]])
+
+
+def test_training_passages_never_come_from_held_out_plays():
+    texts, _ = finetune.genre_passages("train", per_genre=30, length=80, seed=2)
+    held_out = "\n".join(p.text for p in data.split_plays()["validation"] + data.split_plays()["test"])
+    training = "\n".join(p.text for p in data.split_plays()["train"])
+    assert all(t in training for t in texts)
+    assert sum(t in held_out for t in texts) == 0
+
+
+def test_passages_are_reproducible_and_balanced():
+    first = finetune.genre_passages("train", per_genre=10, seed=3)
+    assert first == finetune.genre_passages("train", per_genre=10, seed=3)
+    assert first != finetune.genre_passages("train", per_genre=10, seed=4)
+    assert [first[1].count(i) for i in range(3)] == [10, 10, 10]
+
+
+@pytest.mark.parametrize("kwargs, phrase", [({"split": "test", "per_genre": 1}, "split"),
+                                            ({"split": "train", "per_genre": 0}, "at least 1")])
+def test_passages_say_what_is_wrong(kwargs, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        finetune.genre_passages(**kwargs)
+
+
+# --- modernisation ------------------------------------------------------------
+
+@pytest.mark.parametrize("old, new", [
+    ("Thou art more lovely", "You are more lovely"),
+    ("What hast thou done?", "What have you done?"),
+    ("'Tis true, my lord.", "It is true, my lord."),
+    ("THOU", "YOU"),
+    ("Nay, I will not.", "No, I will not."),
+    ("The earth hath bubbles", "The earth has bubbles"),
+    ("Thence to thy art", "Thence to your art"),       # 'art' alone is the noun; only "thou art" is changed
+    ("Art thou not Romeo?", "Are you not Romeo?"),
+    ("thousand thorough threads", "thousand thorough threads"),   # 'thou' inside a word is left alone
+])
+def test_modernise(old, new):
+    assert finetune.modernise(old) == new
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_modernise_leaves_text_without_old_words_alone(text):
+    if any(w in text.lower() for w in finetune.MODERN_WORDS):
+        return
+    assert finetune.modernise(text) == text
+
+
+def test_translation_pairs_are_real_changed_lines_and_splits_do_not_overlap():
+    train, held_out = finetune.translation_pairs("train"), finetune.translation_pairs("held-out")
+    assert len(train) > 2000 and len(held_out) > 300
+    assert all(old != new and finetune.modernise(old) == new and len(old) <= 60 for old, new in train + held_out)
+    assert len({old for old, _ in train}) == len(train)
+    with pytest.raises(ValueError, match="split"):
+        finetune.translation_pairs("validation")
+
+
+@pytest.mark.parametrize("prediction, target, cer", [("abc", "abc", 0.0), ("abd", "abc", 1 / 3), ("", "abcd", 1.0),
+                                                     ("kitten", "sitting", 3 / 7), ("", "", 0.0), ("x", "", 1.0)])
+def test_character_error_rate(prediction, target, cer):
+    assert finetune.character_error_rate(prediction, target) == pytest.approx(cer)
+
+
+# --- the classifier -----------------------------------------------------------
+
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_classifier_shapes_and_loss(model, pooling):
+    clf = finetune.GenreClassifier(model, n_classes=3, pooling=pooling)
+    idx = torch.randint(0, 20, (5, 12))
+    logits, loss = clf(idx, torch.tensor([0, 1, 2, 0, 1]))
+    assert logits.shape == (5, 3) and loss.ndim == 0
+    assert clf(idx)[1] is None
+
+
+def test_features_are_what_the_head_reads(model):
+    idx = torch.randint(0, 20, (2, 10))
+    logits, _ = model(idx)
+    torch.testing.assert_close(model.lm_head(model.features(idx)), logits)
+
+
+def test_freezing_the_body_leaves_only_the_head_trainable(model):
+    body = gpt.GPT(model.config)
+    clf = finetune.GenreClassifier(finetune.freeze(body), n_classes=3)
+    assert finetune.count_trainable(clf) == 16 * 3 + 3
+
+
+def test_classifier_refuses_unknown_pooling(model):
+    with pytest.raises(ValueError, match="pooling"):
+        finetune.GenreClassifier(model, pooling="max")
+
+
+# --- LoRA ---------------------------------------------------------------------------
+
+def test_lora_starts_as_the_base_layer_and_counts_its_parameters():
+    torch.manual_seed(1)
+    base = torch.nn.Linear(16, 8)
+    x = torch.randn(4, 16)
+    expected = base(x)
+    lora = finetune.LoRALinear(base, rank=2, alpha=4.0)
+    torch.testing.assert_close(lora(x), expected)
+    assert finetune.count_trainable(lora) == 2 * (16 + 8)
+
+
+def test_lora_update_is_low_rank_and_merges_exactly():
+    torch.manual_seed(2)
+    lora = finetune.LoRALinear(torch.nn.Linear(16, 8), rank=2, alpha=4.0)
+    with torch.no_grad():
+        lora.B.normal_()
+    x = torch.randn(5, 16)
+    merged = lora.merged()
+    torch.testing.assert_close(merged(x), lora(x))
+    delta = merged.weight - lora.base.weight
+    assert torch.linalg.matrix_rank(delta) == 2
+
+
+def test_add_lora_freezes_the_model_and_merge_lora_restores_plain_layers(model):
+    torch.manual_seed(3)
+    net = gpt.GPT(model.config)
+    idx = torch.randint(0, 20, (2, 12))
+    before = net(idx)[0]
+    finetune.add_lora(net, rank=2, targets=("query", "value"))
+    torch.testing.assert_close(net(idx)[0], before)                  # B = 0: nothing changed yet
+    assert finetune.count_trainable(net) == 2 * 2 * 2 * (16 + 16)    # blocks x layers x rank x (in + out)
+    with torch.no_grad():
+        for block in net.blocks:
+            block.attn.value.B.normal_()
+    changed = net(idx)[0]
+    assert not torch.allclose(changed, before)
+    finetune.merge_lora(net)
+    assert not any(isinstance(m, finetune.LoRALinear) for m in net.modules())
+    torch.testing.assert_close(net(idx)[0], changed)
+
+
+@pytest.mark.parametrize("kwargs, error, phrase", [({"targets": ("mlp",)}, ValueError, "targets"),
+                                                   ({"targets": ()}, ValueError, "targets")])
+def test_add_lora_says_what_is_wrong(model, kwargs, error, phrase):
+    with pytest.raises(error, match=phrase):
+        finetune.add_lora(gpt.GPT(model.config), **kwargs)
+
+
+@pytest.mark.parametrize("layer, rank, error", [(torch.nn.Conv1d(2, 2, 1), 1, TypeError), (torch.nn.Linear(4, 3), 4, ValueError),
+                                                (torch.nn.Linear(4, 3), 0, ValueError)])
+def test_lora_linear_refuses_what_it_cannot_wrap(layer, rank, error):
+    with pytest.raises(error):
+        finetune.LoRALinear(layer, rank=rank)
