@@ -25,6 +25,16 @@ GENRE_CLASSES = ("comedies", "histories", "tragedies")   # the genres that have 
 
 # ---------------------------------------------------------------- data: genre passages
 
+def _plays(split: str):
+    """The training plays (``"train"``) or the validation and test plays together (``"held-out"``)."""
+    splits = data.split_plays()
+    if split == "train":
+        return splits["train"]
+    if split == "held-out":
+        return splits["validation"] + splits["test"]
+    raise ValueError(f"split must be 'train' or 'held-out', got {split!r}")
+
+
 def genre_passages(split: str, per_genre: int, length: int = 128, seed: int = 0) -> tuple[list[str], list[int]]:
     """``per_genre`` random passages of ``length`` characters for each of :data:`GENRE_CLASSES`,
     and their labels (indices into it), shuffled.
@@ -33,13 +43,7 @@ def genre_passages(split: str, per_genre: int, length: int = 128, seed: int = 0)
     validation and test plays only, so a classifier is judged on plays it never saw. Passages are
     drawn from the plays of a genre in proportion to their length.
     """
-    splits = data.split_plays()
-    if split == "train":
-        plays = splits["train"]
-    elif split == "held-out":
-        plays = splits["validation"] + splits["test"]
-    else:
-        raise ValueError(f"split must be 'train' or 'held-out', got {split!r}")
+    plays = _plays(split)
     if per_genre < 1 or length < 1:
         raise ValueError(f"per_genre and length must be at least 1, got {per_genre} and {length}")
     rng = random.Random(seed)
@@ -88,13 +92,8 @@ def translation_pairs(split: str, max_length: int = 60) -> list[tuple[str, str]]
     """Every distinct line of the ``split`` plays (``"train"`` or ``"held-out"``) of at most
     ``max_length`` characters that :func:`modernise` changes, with its modern version, in the
     order of the plays. Speaker-name lines are left out."""
-    splits = data.split_plays()
-    plays = splits["train"] if split == "train" else splits["validation"] + splits["test"] if split == "held-out" \
-        else None
-    if plays is None:
-        raise ValueError(f"split must be 'train' or 'held-out', got {split!r}")
     pairs, seen = [], set()
-    for play in plays:
+    for play in _plays(split):
         for line in play.text.split("\n"):
             line = line.strip()
             if not line or len(line) > max_length or line.endswith(":") or line in seen:
