@@ -13,6 +13,7 @@
 import math
 import random
 import re
+import time
 
 import torch
 from torch import nn
@@ -119,6 +120,43 @@ def character_error_rate(prediction: str, target: str) -> float:
     return previous[-1] / len(target)
 
 
+# ---------------------------------------------------------------- a baseline without a network
+
+def bag_of_characters(texts, alphabet) -> torch.Tensor:
+    """``(N, len(alphabet))``: how often each character of ``alphabet`` occurs in each text, as a
+    fraction of the text's length. The order of the characters is thrown away."""
+    index = {ch: i for i, ch in enumerate(alphabet)}
+    counts = torch.zeros(len(texts), len(alphabet))
+    for row, text in enumerate(texts):
+        for ch in text:
+            if ch in index:
+                counts[row, index[ch]] += 1
+        counts[row] /= max(1, len(text))
+    return counts
+
+
+def logistic_regression(features: torch.Tensor, labels, n_classes: int, steps: int = 500, lr: float = 0.05,
+                        weight_decay: float = 1e-3, seed: int = 0):
+    """A linear classifier (softmax regression) fitted by full-batch AdamW on standardised
+    ``features``. Returns ``predict(new_features) -> classes``."""
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    x, y = (features - mean) / std, torch.as_tensor(labels)
+    torch.manual_seed(seed)
+    head = nn.Linear(features.shape[1], n_classes)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        loss = F.cross_entropy(head(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def predict(new_features):
+        with torch.no_grad():
+            return head((new_features - mean) / std).argmax(-1)
+
+    return predict
+
+
 # ---------------------------------------------------------------- models
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -149,7 +187,13 @@ class GenreClassifier(nn.Module):
         self.head = nn.Linear(body.config.n_embd, n_classes)
 
     def forward(self, idx, labels=None):
-        hidden = self.body.features(idx)                                   # (B, T, C)
+        B, T = idx.shape
+        block = self.body.config.block_size
+        if T > block and T % block:
+            raise ValueError(f"a passage longer than the context ({block}) must be a whole number of "
+                             f"windows of {block} tokens; got {T}")
+        windows = max(1, T // block)          # a long passage is read as several windows, pooled together
+        hidden = self.body.features(idx.reshape(B * windows, T // windows)).reshape(B, T, -1)   # (B, T, C)
         pooled = hidden.mean(dim=1) if self.pooling == "mean" else hidden[:, -1]
         logits = self.head(pooled)                                          # (B, n_classes)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
@@ -211,3 +255,278 @@ def merge_lora(model) -> nn.Module:
             if isinstance(layer, LoRALinear):
                 setattr(block.attn, name, layer.merged())
     return model
+
+
+# ---------------------------------------------------------------- the experiments of notebook 11
+
+PRETRAINED = "gpt_shakespeare.pt"    # in data/: the model pretrained in notebook 09
+METHODS = ("scratch", "frozen", "lora", "full")
+METHOD_NAMES = {"scratch": "from scratch (no pretraining)", "frozen": "frozen body + new head",
+                "lora": "LoRA (rank 4, query and value)", "full": "full fine-tuning"}
+# One learning rate per method (AdamW, constant, no weight decay): a new head alone tolerates a
+# large step; changing every pretrained weight needs a small one.
+CLASSIFY = dict(length=256, eval_per_genre=120, batch_size=8, steps=200, eval_at=(25, 50, 100, 200),
+                lr={"scratch": 1e-3, "frozen": 1e-2, "lora": 3e-3, "full": 3e-4}, seed=0)
+LORA = dict(rank=4, alpha=8.0, targets=("query", "value"))
+
+
+def load_pretrained():
+    """``(model, tokenizer)``: the GPT pretrained in notebook 09 and its character tokenizer."""
+    from helpers import tokenizers, training
+    from helpers.paths import DATA_DIR
+
+    model, checkpoint = training.load_model(DATA_DIR / PRETRAINED)
+    return model, tokenizers.CharTokenizer(checkpoint["tokenizer_chars"])
+
+
+def prepare(method: str, seed: int = 0):
+    """The shipped GPT set up for ``method`` (one of :data:`METHODS`): a fresh copy with random
+    weights (``"scratch"``), frozen (``"frozen"``), frozen with LoRA matrices (``"lora"``) or
+    left fully trainable (``"full"``). Returns ``(model, tokenizer)``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    from helpers import gpt
+
+    model, tok = load_pretrained()
+    torch.manual_seed(seed)
+    if method == "scratch":
+        model = gpt.GPT(model.config)                     # same architecture, random weights
+    elif method == "frozen":
+        freeze(model)
+    elif method == "lora":
+        add_lora(model, **LORA)
+    return model.train(), tok
+
+
+def _encode(tok, texts) -> torch.Tensor:
+    return torch.tensor([tok.encode(t) for t in texts], dtype=torch.long)
+
+
+@torch.no_grad()
+def predict(classifier, ids: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The predicted class of every row of ``ids`` ``(N, T)``, in eval mode."""
+    was_training = classifier.training
+    classifier.eval()
+    out = torch.cat([classifier(ids[i: i + batch_size])[0].argmax(-1) for i in range(0, len(ids), batch_size)])
+    classifier.train(was_training)
+    return out
+
+
+def train_classifier(method: str, per_genre: int, steps: int | None = None, on_eval=None) -> dict:
+    """Fine-tune a :class:`GenreClassifier` by ``method`` on ``per_genre`` training passages of
+    each genre (``CLASSIFY`` settings) and measure it on the held-out plays' passages at the steps
+    of ``CLASSIFY["eval_at"]`` (up to ``steps``).
+
+    Also measured at each of those steps: the body's own language-model loss on the validation
+    plays (with the original head: has fine-tuning made it forget how to predict text?).
+    ``on_eval(record)`` is called after every measurement. The learning rate is constant, so the
+    first ``n`` steps of a long run equal a run of ``n`` steps (notebook 11 checks one live).
+    """
+    from helpers import data, training
+
+    settings = CLASSIFY
+    steps = settings["steps"] if steps is None else steps
+    train_texts, train_labels = genre_passages("train", per_genre, settings["length"], seed=settings["seed"])
+    eval_texts, eval_labels = genre_passages("held-out", settings["eval_per_genre"], settings["length"],
+                                             seed=settings["seed"] + 1)
+    body, tok = prepare(method, seed=settings["seed"])
+    torch.manual_seed(settings["seed"])
+    classifier = GenreClassifier(body)
+    x, y = _encode(tok, train_texts), torch.tensor(train_labels)
+    x_eval, y_eval = _encode(tok, eval_texts), torch.tensor(eval_labels)
+    lm_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
+    optimizer = torch.optim.AdamW([p for p in classifier.parameters() if p.requires_grad],
+                                  lr=settings["lr"][method], weight_decay=0.0)
+    generator = torch.Generator().manual_seed(settings["seed"])
+    history = {"step": [], "accuracy": [], "lm_loss": []}
+    started = time.perf_counter()
+
+    def measure(step):
+        predictions = predict(classifier, x_eval)
+        history["step"].append(step)
+        history["accuracy"].append(round((predictions == y_eval).float().mean().item(), 4))
+        history["lm_loss"].append(round(training.estimate_loss(classifier.body, lm_ids, batches=5), 4))
+        if on_eval is not None:
+            on_eval(dict(history))
+        return predictions
+
+    history["lm_loss_before"] = round(training.estimate_loss(classifier.body, lm_ids, batches=5), 4)
+    predictions = None
+    for step in range(1, steps + 1):
+        rows = torch.randint(len(x), (settings["batch_size"],), generator=generator)
+        _, loss = classifier(x[rows], y[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
+        optimizer.step()
+        if step in settings["eval_at"] or step == steps:
+            predictions = measure(step)
+    return {"method": method, "per_genre": per_genre, "steps": steps, "trainable": count_trainable(classifier),
+            "history": history, "predictions": predictions.tolist(), "labels": eval_labels,
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+# ---------------------------------------------------------------- modernisation as generation
+
+MODERNISE = dict(pairs=2000, eval_pairs=100, steps=1000, batch_size=16, eval_every=250,
+                 lr={"scratch": 1e-3, "lora": 3e-3, "full": 1e-3}, seed=0, max_length=55)
+
+
+def prompt(line: str) -> str:
+    """What the model is given: ``"OLD: <line>\\nNEW: "``; it should write the modern line and a newline."""
+    return f"OLD: {line}\nNEW: "
+
+
+def answer_batch(tok, pairs, make_prompt=prompt, pad_id: int = 0):
+    """``(x, y)`` for a batch of ``(old, new)`` pairs: ``make_prompt(old) + new + "\\n"`` as input
+    and next-token targets, with ``-100`` (ignored) everywhere except on the answer and its
+    newline, right-padded to the longest example."""
+    rows = [(tok.encode(make_prompt(old)), tok.encode(new + "\n")) for old, new in pairs]
+    T = max(len(p) + len(a) for p, a in rows) - 1
+    x = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    y = torch.full((len(rows), T), -100, dtype=torch.long)
+    for r, (p, a) in enumerate(rows):
+        ids = torch.tensor(p + a)
+        x[r, : len(ids) - 1] = ids[:-1]
+        y[r, len(p) - 1: len(ids) - 1] = ids[len(p):]
+    return x, y
+
+
+@torch.no_grad()
+def translate(model, tok, line: str, max_new_tokens: int = 80, make_prompt=prompt) -> str:
+    """Greedy decoding of the model's modern version of ``line``, up to its first newline."""
+    was_training = model.training
+    model.eval()
+    ids = torch.tensor([tok.encode(make_prompt(line))])
+    newline = tok.encode("\n")[0]
+    out = []
+    for _ in range(max_new_tokens):
+        logits, _ = model(ids[:, -model.config.block_size:])
+        next_id = int(logits[0, -1].argmax())
+        if next_id == newline:
+            break
+        out.append(next_id)
+        ids = torch.cat((ids, torch.tensor([[next_id]])), dim=1)
+    model.train(was_training)
+    return tok.decode(out)
+
+
+def modernisation_data():
+    """``(train_pairs, eval_pairs)``: ``MODERNISE["pairs"]`` random training pairs and
+    ``MODERNISE["eval_pairs"]`` random held-out pairs (lines of at most ``max_length`` characters)."""
+    rng = random.Random(MODERNISE["seed"])
+    train = translation_pairs("train", MODERNISE["max_length"])
+    held_out = translation_pairs("held-out", MODERNISE["max_length"])
+    return rng.sample(train, MODERNISE["pairs"]), rng.sample(held_out, MODERNISE["eval_pairs"])
+
+
+@torch.no_grad()
+def answer_loss(model, tok, pairs, make_prompt=prompt, batch_size: int = 50) -> float:
+    """Mean cross-entropy on the answers of ``pairs`` given their prompts (teacher forcing)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(pairs), batch_size):
+        x, y = answer_batch(tok, pairs[i: i + batch_size], make_prompt)
+        logits, _ = model(x)
+        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum").item()
+        count += int((y != -100).sum())
+    model.train(was_training)
+    return total / count
+
+
+def scores(model, tok, pairs) -> dict:
+    """Greedy translations of ``pairs``' old lines: mean character error rate, exact-match rate
+    and the translations themselves."""
+    outputs = [translate(model, tok, old) for old, _ in pairs]
+    cer = [character_error_rate(out, new) for out, (_, new) in zip(outputs, pairs)]
+    return {"cer": round(sum(cer) / len(cer), 4), "exact": round(sum(o == n for o, (_, n) in zip(outputs, pairs))
+                                                                 / len(pairs), 4), "outputs": outputs}
+
+
+def train_modernise(method: str, steps: int | None = None, on_eval=None):
+    """Fine-tune the shipped GPT (``"full"`` or ``"lora"``) or the same network from scratch
+    (``"scratch"``) to write the modern version of a line (``MODERNISE`` settings). Every
+    ``eval_every`` steps: the answer loss on held-out pairs and the language-model loss on the
+    validation plays (forgetting). Returns ``(model, tokenizer, result)``; ``result`` has the
+    history, final scores on the held-out pairs, trainable count and seconds."""
+    from helpers import data, training
+
+    settings = MODERNISE
+    steps = settings["steps"] if steps is None else steps
+    train_pairs, eval_pairs = modernisation_data()
+    model, tok = prepare(method, seed=settings["seed"])
+    lm_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=settings["lr"][method], weight_decay=0.0)
+    rng = random.Random(settings["seed"])
+    history = {"step": [], "answer_loss": [], "lm_loss": []}
+    started = time.perf_counter()
+
+    def measure(step):
+        history["step"].append(step)
+        history["answer_loss"].append(round(answer_loss(model, tok, eval_pairs), 4))
+        history["lm_loss"].append(round(training.estimate_loss(model, lm_ids, batches=5), 4))
+        if on_eval is not None:
+            on_eval(dict(history))
+
+    measure(0)
+    for step in range(1, steps + 1):
+        x, y = answer_batch(tok, rng.sample(train_pairs, settings["batch_size"]))
+        _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % settings["eval_every"] == 0 or step == steps:
+            measure(step)
+    final = scores(model, tok, eval_pairs)
+    return model.eval(), tok, {"method": method, "steps": steps, "trainable": count_trainable(model),
+                               "history": history, "final": final,
+                               "seconds": round(time.perf_counter() - started, 1)}
+
+
+# ---------------------------------------------------------------- saving a LoRA adapter
+
+ADAPTER_FORMAT = "behind-the-curtain lora adapter v1"
+
+
+def save_adapter(model, path, **info) -> None:
+    """Write only the LoRA matrices of ``model`` (and ``info``) to ``path``, atomically: a file a
+    few tens of kB beside the base model's megabytes."""
+    from pathlib import Path
+
+    weights = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith((".A", ".B"))}
+    if not weights:
+        raise ValueError("the model has no LoRA matrices to save; call add_lora first")
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save({"format": ADAPTER_FORMAT, "lora": dict(LORA), "weights": weights, "info": info}, temporary)
+    temporary.replace(path)
+
+
+def load_adapter(path):
+    """``(model, tokenizer, info)``: the pretrained GPT with the LoRA adapter saved in ``path``.
+    A clear ``ValueError`` for a missing, corrupt or mismatched file."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such adapter file; make it with python data/make_finetune.py")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot be read as an adapter (truncated or corrupted?): "
+                         f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != ADAPTER_FORMAT:
+        raise ValueError(f"{path}: not a course LoRA adapter (expected format {ADAPTER_FORMAT!r})")
+    model, tok = load_pretrained()
+    add_lora(model, **state["lora"])
+    try:
+        missing = model.load_state_dict(state["weights"], strict=False)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: its matrices do not fit the pretrained model: {str(exc)[:300]}") from None
+    if missing.unexpected_keys or len(state["weights"]) != sum(n.endswith((".A", ".B")) for n, _ in
+                                                               model.named_parameters()):
+        raise ValueError(f"{path}: its matrices do not match the model's LoRA layers")
+    return model.eval(), tok, state["info"]

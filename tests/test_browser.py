@@ -45,6 +45,8 @@ DRIVEN = {
     "08_the_transformer.ipynb": "8",
     "09_pretraining.ipynb": "1.5",
     "10_evaluation_and_data.ipynb": "select:model size",
+    "11_fine_tuning.ipynb": "select:lora",
+    "12_model_families.ipynb": "select:bidirectional (BERT)",
 }
 
 

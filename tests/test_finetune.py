@@ -169,3 +169,75 @@ def test_add_lora_says_what_is_wrong(model, kwargs, error, phrase):
 def test_lora_linear_refuses_what_it_cannot_wrap(layer, rank, error):
     with pytest.raises(error):
         finetune.LoRALinear(layer, rank=rank)
+
+
+# --- long passages, prompts and answers, adapters ------------------------------
+
+def test_a_long_passage_is_read_as_windows_and_pooled(model):
+    classifier = finetune.GenreClassifier(model).eval()
+    torch.manual_seed(5)
+    idx = torch.randint(0, 20, (2, 32))                       # block_size 16: two windows
+    hidden = torch.cat([model.features(idx[:, :16]), model.features(idx[:, 16:])], dim=1).mean(dim=1)
+    assert torch.allclose(classifier(idx)[0], classifier.head(hidden), atol=1e-6)
+    with pytest.raises(ValueError, match="whole number of windows of 16"):
+        classifier(torch.zeros(1, 20, dtype=torch.long))
+
+
+class _Chars:
+    """A stand-in tokenizer: one id per character of a small alphabet."""
+
+    chars = sorted(set("OLDNEW: abcxyz\n"))
+
+    def encode(self, text):
+        return [self.chars.index(c) for c in text]
+
+
+def test_answer_batch_scores_only_the_answer_and_its_newline():
+    tok = _Chars()
+    x, y = finetune.answer_batch(tok, [("abc", "xyz"), ("a", "x")])
+    first = tok.encode(finetune.prompt("abc") + "xyz\n")
+    assert x.shape == y.shape == (2, len(first) - 1) and x[0].tolist() == first[:-1]
+    scored = [t for t in y[0].tolist() if t != -100]
+    assert scored == tok.encode("xyz\n")                       # the prompt is never a target
+    assert [t for t in y[1].tolist() if t != -100] == tok.encode("x\n")
+
+
+@pytest.mark.parametrize("method, trainable", [("frozen", 0), ("lora", 12_288), ("full", 1_819_392),
+                                               ("scratch", 1_819_392)])
+def test_prepare_sets_up_each_method(method, trainable):
+    net, tok = finetune.prepare(method)
+    assert finetune.count_trainable(net) == trainable and tok.vocab_size == 78
+    shipped, _ = finetune.load_pretrained()
+    same = torch.equal(net.token_embedding.weight, shipped.token_embedding.weight)
+    assert same == (method != "scratch")
+    with pytest.raises(ValueError, match="method must be one of"):
+        finetune.prepare("adapter")
+
+
+def test_adapters_save_and_load_exactly_and_bad_files_say_so(tmp_path):
+    net, tok = finetune.prepare("lora")
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith(".B"):
+                p.normal_()
+    path = tmp_path / "adapter.pt"
+    finetune.save_adapter(net, path, note="test")
+    loaded, _, info = finetune.load_adapter(path)
+    x = torch.tensor([tok.encode("ROMEO:\nBut soft")])
+    assert info == {"note": "test"} and torch.allclose(net.eval()(x)[0], loaded(x)[0], atol=1e-6)
+    assert path.stat().st_size < 100_000 and not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="no LoRA matrices"):
+        finetune.save_adapter(finetune.load_pretrained()[0], tmp_path / "none.pt")
+    with pytest.raises(ValueError, match="no such adapter"):
+        finetune.load_adapter(tmp_path / "missing.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ValueError, match="cannot be read"):
+        finetune.load_adapter(tmp_path / "cut.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a course LoRA adapter"):
+        finetune.load_adapter(tmp_path / "other.pt")
+    state = torch.load(path, weights_only=True)
+    state["weights"] = {k: v[:, :2] if k.endswith(".A") else v for k, v in state["weights"].items()}
+    torch.save(state, tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        finetune.load_adapter(tmp_path / "wrong.pt")

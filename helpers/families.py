@@ -1,0 +1,279 @@
+"""One tiny architecture, four model families (notebook 12_model_families).
+
+GPT, BERT and XLNet differ less in their layers than in what each position may see while it is
+trained, which is an attention mask and a choice of targets. Here the course GPT
+(``helpers/gpt.py``) is trained three ways on 32-character windows of the training plays:
+
+- **causal** (GPT): every position predicts the next character from the ones before it.
+- **masked** (BERT): a fraction of characters is replaced by a ``[MASK]`` token; every position
+  sees every other (:func:`helpers.gpt.bidirectional_mask`) and the masked ones are predicted.
+- **permutation** (XLNet, simplified): a random factorisation order; each character is predicted
+  from the characters before it *in that order*, on both sides of it. Two streams, as in XLNet,
+  laid side by side in one sequence of ``2T`` tokens with one mask (:func:`two_stream_mask`).
+
+and **dialogue** (LaMDA-style) is a fine-tune of the pretrained causal model on speech -> reply
+pairs from consecutive speakers (:func:`dialogue_pairs`), with a LoRA adapter from notebook 11.
+"""
+
+import random
+import time
+
+import torch
+from torch.nn import functional as F
+
+from helpers import data, experiments, gpt, training
+
+OBJECTIVES = ("causal", "masked", "permutation")
+WINDOW = 32                  # characters per training window (the permutation model reads 2 x 32 tokens)
+MASK_FRACTION = 0.15         # BERT's fraction of masked positions
+# The small model of notebook 10 (2 blocks x 64), trained 3,000 steps of 16 windows for each objective.
+TRAIN = dict(steps=3000, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.1,
+             beta2=0.99, grad_clip=1.0, eval_every=3000, eval_batches=1, seed=1337)
+
+
+def tokenizer_and_mask_id():
+    """``(tokenizer, mask_id)``: notebook 10's character tokenizer (78 characters) and the id of the
+    extra ``[MASK]`` token (78), which no text contains."""
+    tok = experiments.tokenizer()
+    return tok, tok.vocab_size
+
+
+def make_model(seed: int = 1337) -> gpt.GPT:
+    """A fresh small GPT (``experiments.MODEL``) whose vocabulary has room for ``[MASK]``."""
+    tok, mask_id = tokenizer_and_mask_id()
+    torch.manual_seed(seed)
+    return gpt.GPT(gpt.GPTConfig(vocab_size=mask_id + 1, **experiments.MODEL))
+
+
+# ---------------------------------------------------------------- masks and batches
+
+def two_stream_mask(order) -> torch.Tensor:
+    """The ``(2T, 2T)`` mask of XLNet's two streams for a factorisation ``order`` of ``0..T-1``.
+
+    Tokens ``0..T-1`` are the **content** stream (the characters themselves); tokens ``T..2T-1``
+    are the **query** stream (a ``[MASK]`` at each slot: "what goes at position ``i``?").
+    Content ``i`` sees content ``j`` when ``j`` comes no later than ``i`` in the order
+    (:func:`helpers.gpt.permutation_mask`). Query ``i`` sees content ``j`` only when ``j`` comes
+    strictly earlier, so it never sees its own character, plus itself. Content never sees a
+    query. The prediction for slot ``i`` is read at query ``i``.
+    """
+    content = gpt.permutation_mask(order)                     # (T, T): rank[j] <= rank[i]
+    T = len(content)
+    before = content & ~torch.eye(T, dtype=torch.bool)        # rank[j] < rank[i]
+    top = torch.cat([content, torch.zeros(T, T, dtype=torch.bool)], dim=1)
+    bottom = torch.cat([before, torch.eye(T, dtype=torch.bool)], dim=1)
+    return torch.cat([top, bottom], dim=0)
+
+
+def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float = MASK_FRACTION, generator=None):
+    """BERT's corruption: ``(inputs, targets)``. Each position of ``x`` ``(B, T)`` is replaced by
+    ``mask_id`` with probability ``fraction`` (at least one per row); ``targets`` hold the
+    original token there and ``-100`` (ignored) elsewhere. (BERT also leaves 10% of the chosen
+    tokens unchanged and swaps 10% for random ones; this keeps only the ``[MASK]`` case.)"""
+    chosen = torch.rand(x.shape, generator=generator) < fraction
+    rows_without = ~chosen.any(dim=1)
+    if rows_without.any():
+        cols = torch.randint(x.shape[1], (int(rows_without.sum()),), generator=generator)
+        chosen[rows_without.nonzero().squeeze(1), cols] = True
+    inputs = x.masked_fill(chosen, mask_id)
+    targets = x.masked_fill(~chosen, -100)
+    return inputs, targets
+
+
+def batch(objective: str, ids: torch.Tensor, mask_id: int, batch_size: int = 16, generator=None):
+    """``(inputs, targets, attention mask)`` for one training step of ``objective``."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    x, y = training.random_batch(ids, batch_size, WINDOW, generator)          # (B, T) each
+    if objective == "causal":
+        return x, y, gpt.causal_mask(WINDOW)
+    if objective == "masked":
+        inputs, targets = mask_tokens(x, mask_id, generator=generator)
+        return inputs, targets, gpt.bidirectional_mask(WINDOW)
+    orders = [torch.randperm(WINDOW, generator=generator) for _ in range(batch_size)]
+    inputs = torch.cat([x, torch.full_like(x, mask_id)], dim=1)                # content, then queries
+    targets = torch.cat([torch.full_like(x, -100), x], dim=1)                  # predicted at the queries
+    return inputs, targets, torch.stack([two_stream_mask(o) for o in orders])
+
+
+def train_objective(objective: str, stop_after: int | None = None, on_eval=None):
+    """Train a fresh small GPT with ``objective`` on the training plays (``TRAIN`` settings).
+    Returns ``(model, history)``; ``history`` holds the mean training loss of every 50 steps.
+    ``stop_after`` stops early (same schedule), so a short run repeats the start of the full one."""
+    tok, mask_id = tokenizer_and_mask_id()
+    config = training.TrainConfig(**TRAIN)
+    ids = torch.tensor(tok.encode(data.corpus_text("train")))
+    model = make_model(config.seed)
+    optimizer = training.make_optimizer(model, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    history, recent, started = {"step": [], "loss": []}, [], time.perf_counter()
+    for step in range(1, (stop_after or config.steps) + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = training.learning_rate(step - 1, config)
+        x, y, mask = batch(objective, ids, mask_id, config.batch_size, generator)
+        _, loss = model(x, y, mask=mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        recent.append(loss.item())
+        if step % 50 == 0 or step == config.steps:
+            history["step"].append(step)
+            history["loss"].append(round(sum(recent) / len(recent), 4))
+            recent = []
+            if on_eval is not None:
+                on_eval(dict(history))
+    history["seconds"] = round(time.perf_counter() - started, 1)
+    return model.eval(), history
+
+
+# ---------------------------------------------------------------- what each can do
+
+@torch.no_grad()
+def predict_blank(model, objective: str, x: torch.Tensor, position: int, mask_id: int,
+                  right_context: bool = True) -> torch.Tensor:
+    """The logits ``(B, vocab)`` each model gives for the character at ``position`` of the
+    windows ``x`` ``(B, T)``, from the characters to its left and (``right_context=True``) to its
+    right, where the objective lets it use them:
+
+    - causal: reads ``x[:, :position]``, whatever ``right_context`` says;
+    - masked: ``[MASK]`` at ``position``, bidirectional mask; without right context the window is
+      cut after the blank;
+    - permutation: the blank's query comes last in the order (it sees every other character),
+      or, without right context, the order is left to right (it sees only the ones before it).
+      The window is never cut: each query keeps the position embedding it was trained with.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if not 1 <= position < x.shape[1]:
+        raise ValueError(f"position must be between 1 and {x.shape[1] - 1}, got {position}")
+    model.eval()
+    if objective == "causal":
+        return model(x[:, :position])[0][:, -1]
+    blanked = x.clone()
+    blanked[:, position] = mask_id
+    if objective == "masked":
+        if not right_context:
+            blanked = blanked[:, : position + 1]
+        return model(blanked, mask=gpt.bidirectional_mask(blanked.shape[1]))[0][:, position]
+    T = x.shape[1]
+    others = [p for p in range(T) if p != position]
+    order = others + [position] if right_context else list(range(T))
+    inputs = torch.cat([blanked, torch.full_like(x, mask_id)], dim=1)    # content, then one query per slot
+    return model(inputs, mask=two_stream_mask(order))[0][:, T + position]
+
+
+def fill_in_accuracy(model, objective: str, windows: torch.Tensor, mask_id: int, right_context: bool = True,
+                     seed: int = 0) -> float:
+    """How often the model's most likely character is the hidden one, over ``windows`` ``(N, T)``,
+    hiding one random position (from ``T // 4`` to ``3T // 4``, the same for every model given
+    ``seed``) in each window."""
+    rng = random.Random(seed)
+    positions = [rng.randrange(windows.shape[1] // 4, 3 * windows.shape[1] // 4) for _ in range(len(windows))]
+    correct = 0
+    for position in sorted(set(positions)):
+        rows = [i for i, p in enumerate(positions) if p == position]
+        logits = predict_blank(model, objective, windows[rows], position, mask_id, right_context)
+        correct += int((logits.argmax(-1) == windows[rows, position]).sum())
+    return correct / len(windows)
+
+
+def held_out_windows(n: int = 2000, seed: int = 0) -> torch.Tensor:
+    """``n`` random ``WINDOW``-character windows of the validation plays, as ids ``(n, WINDOW)``."""
+    tok, _ = tokenizer_and_mask_id()
+    ids = torch.tensor(tok.encode(data.corpus_text("validation")))
+    return training.random_batch(ids, n, WINDOW, torch.Generator().manual_seed(seed))[0]
+
+
+@torch.no_grad()
+def generate(model, objective: str, prompt_ids: list[int], new: int, mask_id: int, generator=None) -> list[int]:
+    """Write ``new`` characters after ``prompt_ids``, one at a time, left to right (sampling,
+    temperature 1), each model in the way its training allows: causal from the past; masked by
+    appending a ``[MASK]`` and filling it (it was trained to see both sides, here it sees only
+    one); permutation with the factorisation order ``0, 1, 2, ...`` (which is plain left-to-right
+    prediction, one of the orders it was trained on). At most ``WINDOW`` characters in all."""
+    ids = list(prompt_ids)
+    if not ids or len(ids) + new > WINDOW:
+        raise ValueError(f"prompt and new characters must fit in {WINDOW} and the prompt cannot be empty")
+    for _ in range(new):
+        x = torch.tensor([ids + [0] * (WINDOW - len(ids))])              # placeholders after the slot
+        logits = predict_blank(model, objective, x, len(ids), mask_id, right_context=False)
+        logits[:, mask_id] = float("-inf")                                # never write [MASK] itself
+        ids.append(int(torch.multinomial(F.softmax(logits, -1), 1, generator=generator)))
+    return ids
+
+
+# ---------------------------------------------------------------- dialogue (LaMDA-style)
+
+DIALOGUE = dict(pairs=3000, eval_pairs=200, steps=600, batch_size=16, lr=3e-3, seed=0, max_length=60)
+
+
+def speeches(play) -> list[tuple[str, str]]:
+    """``(speaker, speech)`` for every speech of ``play`` in order, the speech's lines joined by spaces."""
+    out = []
+    for block in play.text.strip().split("\n\n"):
+        lines = block.split("\n")
+        if len(lines) >= 2 and lines[0].endswith(":"):
+            out.append((lines[0][:-1], " ".join(lines[1:])))
+    return out
+
+
+def dialogue_pairs(split: str, max_length: int = 60) -> list[tuple[str, str]]:
+    """``(speech, reply)`` for every two consecutive speeches of the ``split`` plays (``"train"``
+    or ``"held-out"``) by different speakers, each at most ``max_length`` characters."""
+    from helpers import finetune
+
+    pairs = []
+    for play in finetune._plays(split):
+        turns = speeches(play)
+        for (a, speech), (b, reply) in zip(turns, turns[1:]):
+            if a != b and len(speech) <= max_length and len(reply) <= max_length:
+                pairs.append((speech, reply))
+    return pairs
+
+
+def dialogue_prompt(speech: str) -> str:
+    """The dialogue format: ``"A: <speech>\\nB: "``; the model writes B's reply and a newline."""
+    return f"A: {speech}\nB: "
+
+
+def dialogue_data():
+    """``(train_pairs, eval_pairs)``: random speech -> reply pairs from the training plays and
+    from the held-out plays (``DIALOGUE`` settings)."""
+    rng = random.Random(DIALOGUE["seed"])
+    train = dialogue_pairs("train", DIALOGUE["max_length"])
+    held_out = dialogue_pairs("held-out", DIALOGUE["max_length"])
+    return rng.sample(train, DIALOGUE["pairs"]), rng.sample(held_out, DIALOGUE["eval_pairs"])
+
+
+def train_dialogue(steps: int | None = None, on_eval=None):
+    """LoRA-fine-tune the pretrained GPT to answer in the dialogue format (loss on the reply only).
+    Returns ``(model, tokenizer, history)``: the held-out reply loss every 100 steps."""
+    from helpers import finetune
+
+    steps = DIALOGUE["steps"] if steps is None else steps
+    train_pairs, eval_pairs = dialogue_data()
+    model, tok = finetune.prepare("lora", seed=DIALOGUE["seed"])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=DIALOGUE["lr"],
+                                  weight_decay=0.0)
+    rng = random.Random(DIALOGUE["seed"])
+    history, started = {"step": [], "reply_loss": []}, time.perf_counter()
+
+    def measure(step):
+        history["step"].append(step)
+        history["reply_loss"].append(round(finetune.answer_loss(model, tok, eval_pairs, dialogue_prompt), 4))
+        if on_eval is not None:
+            on_eval(dict(history))
+
+    measure(0)
+    for step in range(1, steps + 1):
+        x, y = finetune.answer_batch(tok, rng.sample(train_pairs, DIALOGUE["batch_size"]), dialogue_prompt)
+        _, loss = model(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % 100 == 0 or step == steps:
+            measure(step)
+    history["seconds"] = round(time.perf_counter() - started, 1)
+    return model.eval(), tok, history
