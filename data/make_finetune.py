@@ -35,7 +35,7 @@ from helpers import finetune  # noqa: E402
 from helpers.paths import DATA_DIR  # noqa: E402
 
 SIZES = (20, 80, 320)              # training passages per genre
-LIVE_CHECK = ("frozen", 80)        # notebook 11 reruns the first 25 steps of this run
+LIVE_CHECK = ("full", 20)          # notebook 11 reruns the first 25 steps of this run
 
 
 def provenance(seconds: float) -> dict:

@@ -767,11 +767,12 @@ def make_finetune_explorer(runs: dict, baselines: dict, method: str = "all", per
         right.plot(sizes, [by_size[n] * 100 for n in sizes], color="black", linestyle=style, linewidth=1, label=name)
     for ax in (left, right):
         ax.set_ylabel("held-out accuracy (%)")
-        ax.set_ylim(25, 100)
+        ax.set_ylim(25, 70)
     left.set_xlabel("training step")
     left.set_title(f"{per_genre} training passages per genre", fontsize=10)
     right.set_xscale("log")
     right.set_xticks(sizes, [str(n) for n in sizes])
+    right.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     right.set_xlabel("training passages per genre")
     right.set_title(f"after {steps} steps", fontsize=10)
     left.legend(fontsize=7, loc="upper left")
