@@ -2,9 +2,9 @@
 
 Usage (from the repository root):
 
-    python data/make_finetune.py                    # both parts, one after the other (~55 min on 1 core)
-    python data/make_finetune.py --part genre       # the classification grid only
-    python data/make_finetune.py --part modernise   # the generative task only
+    python data/make_finetune.py                    # both parts, one after the other (~90 min, 1 core)
+    python data/make_finetune.py --part genre       # the classification grid only (~43 min)
+    python data/make_finetune.py --part modernise   # the generative task only (~43 min; run both at once on 2 cores)
 
 ``--part genre`` fine-tunes the shipped GPT (``data/gpt_shakespeare.pt``) to label 256-character
 passages with their play's genre, by each of ``finetune.METHODS`` and with 20, 80 and 320

@@ -1265,8 +1265,8 @@ def dialogue_pairs(fn) -> CheckResult:
     rng = np.random.default_rng(23)
     names = ["HAMLET", "HORATIO", "GHOST"]
     hidden = [(names[int(rng.integers(0, 3))], f"line {i}") for i in range(30)]
-    examples = [([("HAMLET", "Who's there?"), ("BERNARDO", "Nay, answer me."), ("BERNARDO", "Long live the king!"),
-                  ("FRANCISCO", "Bernardo?")], "the example"),
+    examples = [([("ANNE", "Who goes there?"), ("BEN", "A friend."), ("BEN", "Long live the king!"),
+                  ("CLEO", "Ben?")], "the example"),
                 ([("A", "one"), ("B", "two"), ("A", "three")], "three turns, two speakers"),
                 ([("A", "alone")], "a single speech (no pairs)"),
                 ([], "no turns at all"),

@@ -65,11 +65,13 @@ def two_stream_mask(order) -> torch.Tensor:
     return torch.cat([top, bottom], dim=0)
 
 
-def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float = MASK_FRACTION, generator=None):
-    """BERT's corruption: ``(inputs, targets)``. Each position of ``x`` ``(B, T)`` is replaced by
-    ``mask_id`` with probability ``fraction`` (at least one per row); ``targets`` hold the
-    original token there and ``-100`` (ignored) elsewhere. (BERT also leaves 10% of the chosen
-    tokens unchanged and swaps 10% for random ones; this keeps only the ``[MASK]`` case.)"""
+def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float | None = None, generator=None):
+    """BERT's corruption: ``(inputs, targets)``. Each position of ``x`` ``(B, T)`` is chosen with
+    probability ``fraction`` (default: :data:`MASK_FRACTION`, read at call time; at least one per
+    row) and replaced by ``mask_id``; ``targets`` hold the original token there and ``-100``
+    (ignored) elsewhere. (BERT replaces 80% of the chosen tokens by ``[MASK]``, 10% by a random
+    token and leaves 10% unchanged; this keeps only the ``[MASK]`` case.)"""
+    fraction = MASK_FRACTION if fraction is None else fraction
     chosen = torch.rand(x.shape, generator=generator) < fraction
     rows_without = ~chosen.any(dim=1)
     if rows_without.any():
@@ -163,13 +165,17 @@ def predict_blank(model, objective: str, x: torch.Tensor, position: int, mask_id
     return model(inputs, mask=two_stream_mask(order))[0][:, T + position]
 
 
+def blank_positions(n: int, T: int, seed: int = 0) -> list[int]:
+    """One random position per window, from ``T // 4`` to ``3T // 4`` (the same for every model)."""
+    rng = random.Random(seed)
+    return [rng.randrange(T // 4, 3 * T // 4) for _ in range(n)]
+
+
 def fill_in_accuracy(model, objective: str, windows: torch.Tensor, mask_id: int, right_context: bool = True,
                      seed: int = 0) -> float:
     """How often the model's most likely character is the hidden one, over ``windows`` ``(N, T)``,
-    hiding one random position (from ``T // 4`` to ``3T // 4``, the same for every model given
-    ``seed``) in each window."""
-    rng = random.Random(seed)
-    positions = [rng.randrange(windows.shape[1] // 4, 3 * windows.shape[1] // 4) for _ in range(len(windows))]
+    hiding one position per window (:func:`blank_positions`), with one forward pass per blank."""
+    positions = blank_positions(len(windows), windows.shape[1], seed)
     correct = 0
     for position in sorted(set(positions)):
         rows = [i for i, p in enumerate(positions) if p == position]
@@ -183,6 +189,25 @@ def held_out_windows(n: int = 2000, seed: int = 0) -> torch.Tensor:
     tok, _ = tokenizer_and_mask_id()
     ids = torch.tensor(tok.encode(data.corpus_text("validation")))
     return training.random_batch(ids, n, WINDOW, torch.Generator().manual_seed(seed))[0]
+
+
+@torch.no_grad()
+def rescore_accuracy(causal_model, windows: torch.Tensor, vocab_size: int, seed: int = 0) -> float:
+    """A causal model can use the right-hand side too, at a price: put each of the ``vocab_size``
+    characters in the blank, score the whole window's log-probability, keep the best. One forward
+    pass per candidate (``vocab_size`` passes per blank) instead of one. Same blanks as
+    :func:`fill_in_accuracy` given ``seed``."""
+    positions = torch.tensor(blank_positions(len(windows), windows.shape[1], seed))
+    correct = 0
+    for start in range(0, len(windows), 16):                             # 16 windows x V candidates at a time
+        rows, where = windows[start: start + 16], positions[start: start + 16]
+        filled = rows.repeat_interleave(vocab_size, dim=0)               # (16 V, T): one row per candidate
+        filled[torch.arange(len(filled)), where.repeat_interleave(vocab_size)] = torch.arange(vocab_size).repeat(len(rows))
+        logits, _ = causal_model(filled[:, :-1])
+        log_probs = F.log_softmax(logits, -1).gather(-1, filled[:, 1:, None]).squeeze(-1).sum(1)
+        best = log_probs.view(len(rows), vocab_size).argmax(1)           # the best candidate per window
+        correct += int((best == rows[torch.arange(len(rows)), where]).sum())
+    return correct / len(windows)
 
 
 @torch.no_grad()

@@ -262,7 +262,7 @@ def merge_lora(model) -> nn.Module:
 PRETRAINED = "gpt_shakespeare.pt"    # in data/: the model pretrained in notebook 09
 METHODS = ("scratch", "frozen", "lora", "full")
 METHOD_NAMES = {"scratch": "from scratch (no pretraining)", "frozen": "frozen body + new head",
-                "lora": "LoRA (rank 4, query and value)", "full": "full fine-tuning"}
+                "lora": "LoRA (query and value)", "full": "full fine-tuning"}
 # One learning rate per method (AdamW, constant, no weight decay): a new head alone tolerates a
 # large step; changing every pretrained weight needs a small one.
 CLASSIFY = dict(length=256, eval_per_genre=120, batch_size=8, steps=200, eval_at=(25, 50, 100, 200),

@@ -839,8 +839,8 @@ def make_mask_explorer(kind: str = MASK_KINDS[0], position: int = 5, seed: int =
     ax.add_patch(matplotlib.patches.Rectangle((-0.5, row - 0.5), mask.shape[1], 1, fill=False, edgecolor="red", lw=2))
     ax.set_xticks(range(len(labels)), labels, fontsize=7)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("may see (key)")
-    ax.set_ylabel("looks (query)")
+    ax.set_xlabel("may see")
+    ax.set_ylabel("looks")
     ordered = f"; order {order}" if order is not None else ""
     ax.set_title(f"{kind}{ordered}", fontsize=9)
     visible = mask[row, :T]

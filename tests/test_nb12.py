@@ -226,3 +226,18 @@ BROKEN = [
 ]
 
 test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)
+
+
+def test_the_mask_fraction_is_read_when_a_batch_is_made(monkeypatch):
+    """Notebook 12's Exercise 3 changes families.MASK_FRACTION; batches must follow it."""
+    monkeypatch.setattr(families, "MASK_FRACTION", 0.5)
+    ids = torch.zeros(5000, dtype=torch.long)
+    x, _, _ = families.batch("masked", ids, 10, 64, torch.Generator().manual_seed(0))
+    assert abs((x == 10).float().mean().item() - 0.5) < 0.03
+
+
+def test_rescoring_lets_a_causal_model_use_the_right_context(stored):
+    tok, mask_id = families.tokenizer_and_mask_id()
+    windows = families.held_out_windows(80)
+    rescored = families.rescore_accuracy(stored["causal"], windows, tok.vocab_size)
+    assert rescored > families.fill_in_accuracy(stored["causal"], "causal", windows, mask_id) + 0.15

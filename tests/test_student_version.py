@@ -1,7 +1,14 @@
 """The student copy: solutions stubbed, outputs cleared, every notebook still runs to the end,
-and every checker says "not implemented yet" instead of crashing."""
+and every checker says "not implemented yet" instead of crashing.
+
+The student copy differs from the solution notebook only in its exercise cells, which all sit in
+the exercises section at the end (tested here). The cells before that section are the solution
+notebook's, which nbval executes; so the student copy is executed from its exercises section to
+the end, after the notebook's import lines: every changed cell and everything after it, in
+seconds rather than minutes."""
 
 import multiprocessing
+import re
 from concurrent.futures import ProcessPoolExecutor
 
 import nbformat
@@ -40,9 +47,20 @@ def test_refuses_to_overwrite_the_solutions(capsys):
     assert "Refusing" in capsys.readouterr().err
 
 
+def exercises_start(nb) -> int:
+    """The index of the cell with the exercises heading."""
+    return next(i for i, c in enumerate(nb.cells)
+                if c.cell_type == "markdown" and re.search(r"^#+ .*exercise", c.source, re.I | re.M))
+
+
 def _execute(path):
-    """Run one student notebook in a fresh kernel; return it with its outputs (in a worker process)."""
+    """Run the student notebook's import lines, then its exercises section to the end, in a fresh
+    kernel; return it with its outputs (in a worker process)."""
     nb = nbformat.read(path, as_version=4)
+    start = exercises_start(nb)
+    imports = [line for c in nb.cells[:start] if c.cell_type == "code" for line in c.source.splitlines()
+               if line.startswith(("import ", "from "))]
+    nb.cells = [nbformat.v4.new_code_cell("\n".join(imports))] + nb.cells[start:]
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     return nb
 
@@ -57,7 +75,7 @@ def student_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def executed(student_dir):
-    """Every student notebook executed, two at a time (each kernel uses one core)."""
+    """Every student notebook's imports and exercises executed, two at a time (one core each)."""
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {p.name: pool.submit(_execute, student_dir / p.name) for p in NOTEBOOKS}
         for future in futures.values():
@@ -73,6 +91,11 @@ def test_student_notebook_runs_and_checkers_say_not_implemented(student_dir, exe
     assert solution_cells, f"{name}: no exercise was stubbed"
     assert all(not c.outputs and c.execution_count is None for c in code), "outputs must be cleared"
     assert not any("### BEGIN SOLUTION" in c.source for c in code)
+    start = exercises_start(nb)
+    solution = nbformat.read(NOTEBOOKS_DIR / name, as_version=4)
+    assert [c.source for c in nb.cells[:start]] == [c.source for c in solution.cells[:start]], (
+        f"{name}: the student copy changed a cell before the exercises section")
+    assert all("raise NotImplementedError()" not in c.source for c in nb.cells[:start])
     nb = executed[name].result()          # re-raises a failure to execute (e.g. a timeout) here
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, f"{name}: the student copy stops with {errors[0].ename}: {errors[0].evalue}"
