@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import checks, experiments, finetune, plots, widgets
+from helpers import checks, finetune, plots, widgets
 from helpers.paths import DATA_DIR
 from checker_cases import assert_redraws, checker_tests, forever, stub
 
