@@ -704,16 +704,24 @@ def attention_weights(fn) -> CheckResult:
                            "(axis=-1, keepdims=True), exponentiate, divide by each row's sum.")
 
 
-def _compare_mask(got, expected):
+def _as_mask(got, expected):
+    """``(mask, None)`` for an answer shaped like ``expected`` holding only True/False (or 1/0),
+    else ``(None, the problem in words)``."""
     try:
         arr = as_array(got)
     except TypeError as exc:
-        return str(exc)
+        return None, str(exc)
     if arr.shape != expected.shape:
-        return f"returned shape {arr.shape}, expected shape {expected.shape}"
+        return None, f"returned shape {arr.shape}, expected shape {expected.shape}"
     if not np.isin(arr, (0.0, 1.0)).all():
-        return f"returned {_short(arr)}: a mask holds only True/False (or 1/0)"
-    arr = arr.astype(bool)
+        return None, f"returned {_short(arr)}: a mask holds only True/False (or 1/0)"
+    return arr.astype(bool), None
+
+
+def _compare_mask(got, expected):
+    arr, problem = _as_mask(got, expected)
+    if problem:
+        return problem
     if np.array_equal(arr, expected):
         return None
     T = expected.shape[0]
@@ -819,6 +827,23 @@ def layer_norm(fn) -> CheckResult:
                            "(x - mean) / np.sqrt(var + eps) * gamma + beta.")
 
 
+def _compare_number(slips):
+    def compare(got, expected):
+        problem = compare_scalar(got, expected, atol=0.5, rtol=0.0)
+        if problem is None:
+            return None
+        try:
+            value = float(as_array(got).reshape(-1)[0])
+        except (TypeError, IndexError):
+            return problem
+        for wrong, words in slips:
+            if wrong != expected and value == wrong:
+                return f"{problem}. It looks as if you {words}"
+        return problem
+
+    return compare
+
+
 def _count_slips(V, T, L, C):
     """The right count for ``(vocab_size, block_size, n_layer, n_embd)`` and the usual miscounts."""
     from helpers import gpt
@@ -839,22 +864,7 @@ def _count_slips(V, T, L, C):
 
 
 def _compare_count(V, T, L, C):
-    _, slips = _count_slips(V, T, L, C)
-
-    def compare(got, expected):
-        problem = compare_scalar(got, expected, atol=0.5, rtol=0.0)
-        if problem is None:
-            return None
-        try:
-            value = float(as_array(got).reshape(-1)[0])
-        except (TypeError, IndexError):
-            return problem
-        for wrong, words in slips:
-            if value == wrong:
-                return f"{problem}. It looks as if you {words}"
-        return problem
-
-    return compare
+    return _compare_number(_count_slips(V, T, L, C)[1])
 
 
 def gpt_parameter_count(fn) -> CheckResult:
@@ -1079,23 +1089,6 @@ def deduplicate(fn) -> CheckResult:
 # Notebook 11: fine-tuning
 # ---------------------------------------------------------------------------
 
-def _compare_number(slips):
-    def compare(got, expected):
-        problem = compare_scalar(got, expected, atol=0.5, rtol=0.0)
-        if problem is None:
-            return None
-        try:
-            value = float(as_array(got).reshape(-1)[0])
-        except (TypeError, IndexError):
-            return problem
-        for wrong, words in slips:
-            if wrong != expected and value == wrong:
-                return f"{problem}. It looks as if you {words}"
-        return problem
-
-    return compare
-
-
 def lora_parameter_count(fn) -> CheckResult:
     """Checker for notebook 11: ``fn(n_layer, n_embd, rank, n_targets)`` is the number of trainable
     numbers LoRA adds to the course GPT: ``n_layer * n_targets * rank * 2 * n_embd``, as
@@ -1195,15 +1188,9 @@ def _compare_permutation_mask(order):
                                                                       "is rank[order[k]] = k")]
 
     def compare(got, expected):
-        try:
-            arr = as_array(got)
-        except TypeError as exc:
-            return str(exc)
-        if arr.shape != expected.shape:
-            return f"returned shape {arr.shape}, expected {expected.shape}"
-        if not np.isin(arr, (0.0, 1.0)).all():
-            return f"returned {_short(arr)}: a mask holds only True/False (or 1/0)"
-        arr = arr.astype(bool)
+        arr, problem = _as_mask(got, expected)
+        if problem:
+            return problem
         if np.array_equal(arr, expected):
             return None
         for wrong, words in slips:
