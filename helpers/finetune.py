@@ -500,33 +500,68 @@ def save_adapter(model, path, **info) -> None:
     if not weights:
         raise ValueError("the model has no LoRA matrices to save; call add_lora first")
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save the adapter to {path}: the folder {path.parent} does not exist")
     temporary = path.with_name(path.name + ".tmp")
     torch.save({"format": ADAPTER_FORMAT, "lora": dict(LORA), "weights": weights, "info": info}, temporary)
     temporary.replace(path)
 
 
+def _check_lora_settings(path, settings) -> None:
+    """A :class:`helpers.training.CheckpointError` naming ``path`` unless ``settings`` is a dict
+    like :data:`LORA`: exactly ``rank`` (a whole number, at least 1), ``alpha`` (a finite number) and
+    ``targets`` (a list or tuple of layer names)."""
+    from helpers import gpt
+    from helpers.training import CheckpointError
+
+    if not isinstance(settings, dict) or set(settings) != set(LORA):
+        got = sorted(settings, key=str) if isinstance(settings, dict) else type(settings).__name__
+        raise CheckpointError(f"{path}: its LoRA settings must be a dict of {sorted(LORA)}, got {got}")
+    rank, alpha, targets = settings["rank"], settings["alpha"], settings["targets"]
+    try:
+        gpt.whole_number(rank, "its LoRA rank", 1, plain_int=True)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise CheckpointError(f"{path}: its LoRA alpha must be a finite number, got {alpha!r}")
+    if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+        raise CheckpointError(f"{path}: its LoRA targets must be a list of layer names, got {targets!r}")
+
+
 def load_adapter(path):
     """``(model, tokenizer, info)``: the pretrained GPT with the LoRA adapter saved in ``path``.
-    A clear ``ValueError`` for a missing, corrupt or mismatched file."""
+
+    A clear :class:`helpers.training.CheckpointError` (a ``ValueError``) naming the file when it
+    is missing, corrupt or does not fit: an entry missing, LoRA settings missing, unknown or of
+    the wrong type (rank 0, say), matrices missing, unknown, of the wrong shape or holding NaN
+    or infinity. Loads with ``weights_only=True``: a file can hold data, never code."""
     from pathlib import Path
+
+    from helpers import training
+    from helpers.training import CheckpointError
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such adapter file; make it with python data/make_finetune.py")
+        raise CheckpointError(f"{path}: no such adapter file; make it with python data/make_finetune.py")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path}: cannot be read as an adapter (truncated or corrupted?): "
-                         f"{type(exc).__name__}: {str(exc)[:200]}") from None
+        raise CheckpointError(f"{path}: cannot be read as an adapter (truncated or corrupted?): "
+                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != ADAPTER_FORMAT:
-        raise ValueError(f"{path}: not a course LoRA adapter (expected format {ADAPTER_FORMAT!r})")
+        raise CheckpointError(f"{path}: not a course LoRA adapter (expected format {ADAPTER_FORMAT!r})")
+    if set(state) != {"format", "lora", "weights", "info"}:
+        raise CheckpointError(f"{path}: an adapter holds 'format', 'lora', 'weights' and 'info'; this one "
+                              f"holds {sorted(state, key=str)}")
+    _check_lora_settings(path, state["lora"])
+    if not isinstance(state["info"], dict):
+        raise CheckpointError(f"{path}: its info is a {type(state['info']).__name__}, not a dict")
     model, tok = load_pretrained()
-    add_lora(model, **state["lora"])
     try:
-        missing = model.load_state_dict(state["weights"], strict=False)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: its matrices do not fit the pretrained model: {str(exc)[:300]}") from None
-    if missing.unexpected_keys or len(state["weights"]) != sum(n.endswith((".A", ".B")) for n, _ in
-                                                               model.named_parameters()):
-        raise ValueError(f"{path}: its matrices do not match the model's LoRA layers")
+        add_lora(model, **state["lora"])
+    except (TypeError, ValueError) as exc:            # e.g. a rank above the layers' width, a target twice
+        raise CheckpointError(f"{path}: its LoRA settings do not fit the pretrained model: {exc}") from None
+    shapes = {name: p.shape for name, p in model.named_parameters() if name.endswith((".A", ".B"))}
+    training.check_tensors(path, state["weights"], shapes, what="LoRA matrices", fit="the pretrained model")
+    model.load_state_dict(state["weights"], strict=False)
     return model.eval(), tok, state["info"]

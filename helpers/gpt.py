@@ -20,6 +20,8 @@ Two things are switchable so later notebooks can reuse the same code:
 """
 
 import math
+import numbers
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +29,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from helpers.attention import attention_weights
+
+
+def whole_number(value, name: str, minimum: int, hint: str = "", plain_int: bool = False) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name``: it must be a whole number (an
+    int, or a NumPy or tensor integer; not ``2.0`` or ``True``) of at least ``minimum``.
+    ``plain_int=True`` accepts Python ints only (for values stored in checkpoints)."""
+    try:
+        refused = isinstance(value, bool) or (plain_int and not isinstance(value, int))
+        number = None if refused else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}{hint} and a whole number (an int), got {value!r}")
+    return number
 
 
 @dataclass
@@ -44,12 +60,15 @@ class GPTConfig:
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+            whole_number(getattr(self, name), name, 1, plain_int=True)
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        number = isinstance(self.dropout, numbers.Real) and not isinstance(self.dropout, bool)
+        if not (number and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        for name in ("bias", "use_sdpa"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
 
 # ---------------------------------------------------------------- masks (True = may attend)
@@ -220,8 +239,11 @@ class GPT(nn.Module):
         ``mask``: bool ``(T, T)`` or ``(B, T, T)``, ``True`` = may attend (default: causal).
         Returns ``(logits (B, T, vocab_size), loss or None)``, plus, when ``return_attention``,
         the attention weights ``(n_layer, B, n_head, T, T)`` (computed by the from-scratch path).
+        Ids or targets of the wrong type, shape or range get a clear error, not PyTorch's.
         """
         hidden, attention = self._hidden(idx, mask, return_attention)
+        if targets is not None:
+            _check_targets(targets, idx.shape, self.config.vocab_size)
         logits = self.lm_head(hidden)                                                # (B, T, V)
         loss = None
         if targets is not None:
@@ -237,11 +259,9 @@ class GPT(nn.Module):
         return self._hidden(idx, mask, False)[0]
 
     def _hidden(self, idx, mask, return_attention: bool):
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
-            got = f"{idx.dtype} of shape {tuple(idx.shape)}" if isinstance(idx, torch.Tensor) else type(idx).__name__
-            raise TypeError(f"idx must be an int64 tensor of shape (B, T), e.g. torch.tensor([[1, 2, 3]]); got {got}")
+        _check_idx(idx)
         B, T = idx.shape
-        if not 1 <= T <= self.config.block_size:
+        if T > self.config.block_size:
             raise ValueError(f"sequence length T={T} must be between 1 and block_size={self.config.block_size}; "
                              "crop idx to its last block_size tokens")
         if idx.min() < 0 or idx.max() >= self.config.vocab_size:
@@ -265,21 +285,69 @@ class GPT(nn.Module):
         ``temperature`` (> 0; small = nearly greedy), keeps the ``top_k`` most likely tokens (if
         given; ``top_k=1`` is greedy decoding) and samples with ``generator`` (a seeded
         ``torch.Generator`` makes it repeatable). Call ``model.eval()`` first if dropout > 0.
+
+        A temperature so small that ``logits / temperature`` overflows (about ``1e-37`` or less in
+        float32) samples from the limit of the softmax as the temperature goes to 0: the most
+        likely token (ties shared equally), i.e. greedy decoding.
         """
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}; for greedy decoding use top_k=1")
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be at least 1 (or None for all tokens), got {top_k}")
+        if top_k is not None:
+            top_k = whole_number(top_k, "top_k", 1, hint=" (or None for all tokens)")
+        whole_number(max_new_tokens, "max_new_tokens", 0)
+        _check_idx(idx)
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.config.block_size:])
-            logits = logits[:, -1, :] / temperature                        # (B, V)
-            if top_k is not None:
-                kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                logits = logits.masked_fill(logits < kth_best, float("-inf"))
-            probs = F.softmax(logits, dim=-1)
+            probs = _next_token_probs(logits[:, -1, :], temperature, top_k)   # (B, V)
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)   # (B, 1)
             idx = torch.cat((idx, next_id), dim=1)
         return idx
+
+
+def _check_idx(idx) -> None:
+    """A clear error unless ``idx`` is a non-empty int64 tensor of shape ``(B, T)``."""
+    if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype != torch.long:
+        got = f"{idx.dtype} of shape {tuple(idx.shape)}" if isinstance(idx, torch.Tensor) else type(idx).__name__
+        raise TypeError(f"idx must be an int64 tensor of shape (B, T), e.g. torch.tensor([[1, 2, 3]]); got {got}")
+    B, T = idx.shape
+    if B == 0 or T == 0:
+        raise ValueError(f"idx of shape ({B}, {T}) is empty: give at least one sequence (B >= 1) of at least "
+                         "one token (T >= 1), e.g. torch.tensor([[0]])")
+
+
+def _check_targets(targets, shape, vocab_size: int) -> None:
+    """A clear error unless ``targets`` is an int64 tensor of ``idx``'s ``shape`` holding token ids
+    (``0..vocab_size-1``) or ``-100`` (ignored)."""
+    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.long:
+        got = targets.dtype if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise TypeError(f"targets must be an int64 tensor of token ids, like idx; got {got}")
+    if targets.shape != shape:
+        raise ValueError(f"targets has shape {tuple(targets.shape)}, but idx has shape {tuple(shape)}: "
+                         "there is one target (the next token) per position of idx")
+    valid = (targets == -100) | ((targets >= 0) & (targets < vocab_size))
+    if not valid.all():
+        bad = int(targets[~valid][0])
+        raise ValueError(f"targets must be token ids in 0..{vocab_size - 1} (vocab_size) or -100 (ignore this "
+                         f"position); got {bad}")
+
+
+def _next_token_probs(logits, temperature: float, top_k) -> torch.Tensor:
+    """``(B, V)`` sampling probabilities from the last position's ``logits``: divided by
+    ``temperature``, cut to the ``top_k`` best, softmax. Rows where the division overflowed
+    (a temperature near 0) get the limit instead: all the probability on the best token(s)."""
+    if not torch.isfinite(logits).all():
+        raise ValueError("the model's logits hold NaN or infinite values: its weights are broken "
+                         "(a diverged training run, or a damaged checkpoint)")
+    scaled = logits / temperature
+    if top_k is not None:
+        kth_best = torch.topk(scaled, min(top_k, scaled.size(-1))).values[:, [-1]]
+        scaled = scaled.masked_fill(scaled < kth_best, float("-inf"))
+    probs = F.softmax(scaled, dim=-1)
+    too_cold = probs.isnan().any(dim=-1)                                # inf - inf inside the softmax
+    if too_cold.any():
+        best = logits[too_cold] == logits[too_cold].max(dim=-1, keepdim=True).values
+        probs[too_cold] = best / best.sum(dim=-1, keepdim=True)
+    return probs
 
 
 # ---------------------------------------------------------------- sizes and costs (notebook 08)

@@ -13,10 +13,15 @@ Two trainers give **identical merges**: :func:`train_merges_naive` recounts ever
 after each merge (easy to read, slow); :func:`train_merges` keeps the pair counts up to date
 incrementally, touching only the places each merge changes (fast). Ties between equally
 frequent pairs go to the smallest pair ``(a, b)``, in both.
+
+Decoding checks its input: every id must be a whole number from 0 to ``vocab_size - 1``
+(``-1`` is not "the last token"), or a ``ValueError`` says which one is not.
 """
 
+import codecs
 import heapq
 import json
+import operator
 import os
 import tempfile
 from collections import Counter, defaultdict
@@ -25,6 +30,41 @@ from pathlib import Path
 # Python strings may hold lone surrogates (e.g. "\ud800"), which strict UTF-8 refuses;
 # "surrogatepass" encodes them too, so that decode(encode(s)) == s for every str.
 _ERRORS = "surrogatepass"
+
+
+def _surrogatepass_then_replace(error: UnicodeDecodeError):
+    """Decoding's error handler: lone surrogates as :data:`_ERRORS` encodes them, any other
+    invalid bytes as U+FFFD, the replacement character."""
+    try:
+        return codecs.lookup_error(_ERRORS)(error)
+    except UnicodeDecodeError:
+        return codecs.replace_errors(error)
+
+
+_REPLACE = "behind-the-curtain-surrogatepass-replace"
+codecs.register_error(_REPLACE, _surrogatepass_then_replace)
+
+
+def check_token_ids(ids, vocab_size: int) -> list[int]:
+    """``ids`` as a list of ints, or a ``ValueError`` naming the first id that is not a whole
+    number from 0 to ``vocab_size - 1`` (negative ids, floats, bools and strings are refused).
+    Accepts any sequence of integers: a list, a NumPy array or a 1-D tensor."""
+    try:                                             # a tensor or NumPy array: plain Python numbers
+        ids = list(ids.tolist() if hasattr(ids, "tolist") else ids)
+    except TypeError:
+        raise ValueError(f"ids must be a sequence of token ids from 0 to {vocab_size - 1}, e.g. [5, 12, 7]; "
+                         f"got {type(ids).__name__}") from None
+    checked = []
+    for position, token in enumerate(ids):
+        try:
+            number = operator.index(token)
+        except TypeError:
+            number = None
+        if number is None or isinstance(token, bool) or not 0 <= number < vocab_size:
+            raise ValueError(f"token id {token!r} (at position {position}) is not in the vocabulary: "
+                             f"ids must be whole numbers from 0 to {vocab_size - 1}") from None
+        checked.append(number)
+    return checked
 
 
 class CharTokenizer:
@@ -45,10 +85,8 @@ class CharTokenizer:
             raise ValueError(f"the character {err.args[0]!r} was not in the training text, so it has no id") from None
 
     def decode(self, ids) -> str:
-        try:
-            return "".join(self.chars[i] for i in ids)
-        except (IndexError, TypeError):
-            raise ValueError(f"ids must be integers from 0 to {self.vocab_size - 1}") from None
+        """Ids -> text; an id outside the vocabulary raises a ``ValueError`` naming it."""
+        return "".join(self.chars[i] for i in check_token_ids(ids, self.vocab_size))
 
 
 # --- training -----------------------------------------------------------------------
@@ -177,17 +215,28 @@ def train_merges(ids, num_merges: int, first_id: int = 256) -> list[tuple[int, i
 
 # --- the tokenizer ------------------------------------------------------------------
 
+def _merge_pair(pair, rank: int) -> tuple[int, int]:
+    """One merge as a pair of ints, or a ``ValueError``: a merge is two whole-number token ids
+    (strings, floats and bools are refused, even ``"7"`` or ``7.0``)."""
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2 or isinstance(pair[0], bool) or isinstance(pair[1], bool):
+        raise ValueError(f"merge {rank} is {pair!r}, not a pair of two token ids")
+    try:
+        return operator.index(pair[0]), operator.index(pair[1])
+    except TypeError:
+        raise ValueError(f"merge {rank} is {pair!r}, not a pair of two whole-number token ids") from None
+
+
 class BPETokenizer:
     """Byte-level BPE: ids 0-255 are bytes, ids from 256 on are learned merges (in rank order)."""
 
     FORMAT = "behind-the-curtain-bpe-v1"
 
     def __init__(self, merges=()):
-        self.merges = [tuple(int(t) for t in pair) for pair in merges]
+        self.merges = [_merge_pair(pair, rank) for rank, pair in enumerate(merges)]
         self.vocab = [bytes([i]) for i in range(256)]
-        for a, b in self.merges:
+        for rank, (a, b) in enumerate(self.merges):
             if not (0 <= a < len(self.vocab) and 0 <= b < len(self.vocab)):
-                raise ValueError(f"merge {(a, b)} refers to a token that does not exist yet")
+                raise ValueError(f"merge {rank} {(a, b)} refers to a token that does not exist yet")
             self.vocab.append(self.vocab[a] + self.vocab[b])
 
     @property
@@ -219,13 +268,27 @@ class BPETokenizer:
                 tokens.merge_pair(pair, 256 + rank)
         return tokens.tokens()
 
-    def decode(self, ids) -> str:
-        """Token ids -> text. Ids outside the vocabulary raise a ``ValueError`` saying so."""
+    def decode(self, ids, errors: str = "replace") -> str:
+        """Token ids -> text. Ids outside the vocabulary raise a ``ValueError`` saying so.
+
+        The ids' bytes need not be valid UTF-8: a sampled sequence can stop in the middle of a
+        character, or put a character's bytes in an impossible order. ``errors="replace"`` (the
+        default) shows each such piece as U+FFFD, the replacement character (a "?" in a diamond);
+        ``errors="strict"`` raises a ``ValueError`` saying where the bytes go wrong. Text that
+        :meth:`encode` made always decodes back exactly, lone surrogates included.
+        """
+        if errors not in ("replace", "strict"):
+            raise ValueError(f"errors must be 'replace' or 'strict', got {errors!r}")
+        data = b"".join(self.vocab[i] for i in check_token_ids(ids, self.vocab_size))
+        if errors == "replace":
+            return data.decode("utf-8", _REPLACE)
         try:
-            data = b"".join(self.vocab[i] for i in ids)
-        except (IndexError, TypeError):
-            raise ValueError(f"token ids must be integers from 0 to {self.vocab_size - 1}") from None
-        return data.decode("utf-8", _ERRORS)
+            return data.decode("utf-8", _ERRORS)
+        except UnicodeDecodeError as err:
+            bad = data[err.start: err.end]
+            raise ValueError(f"these token ids do not make valid UTF-8 text: the bytes {bad!r} at byte "
+                             f"{err.start} are not a whole character ({err.reason}); use errors='replace' "
+                             "to show such bytes as U+FFFD") from None
 
     def tokenize(self, text: str) -> list[str]:
         """The pieces ``text`` splits into, one string per token (bytes that are not whole
@@ -239,9 +302,12 @@ class BPETokenizer:
         return pieces
 
     def save(self, path) -> None:
-        """Write the merges to a small JSON file, atomically (a temporary file, then a rename)."""
+        """Write the merges to a small JSON file, atomically (a temporary file, then a rename).
+        The folder must exist: a ``FileNotFoundError`` names ``path`` when it does not."""
         path = Path(path)
         payload = json.dumps({"format": self.FORMAT, "merges": self.merges}, separators=(",", ":"))
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"cannot save the tokenizer to {path}: the folder {path.parent} does not exist")
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -261,6 +327,9 @@ class BPETokenizer:
             raise FileNotFoundError(f"no tokenizer file at {path}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path} is not a valid tokenizer file (damaged JSON: {err})") from None
+        except RecursionError:
+            raise ValueError(f"{path} is not a valid tokenizer file (its JSON is nested too deeply "
+                             "to read)") from None
         if not isinstance(payload, dict) or payload.get("format") != cls.FORMAT or not isinstance(payload.get("merges"), list):
             raise ValueError(f"{path} is not a {cls.FORMAT} tokenizer file")
         try:

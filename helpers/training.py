@@ -175,7 +175,69 @@ def load_checkpoint(path) -> dict:
     for key in ("model_config", "model", "step", "history"):
         if key not in state:
             raise CheckpointError(f"{path}: the checkpoint has no {key!r} entry; it is incomplete")
+    _check_entries(path, state)
     return state
+
+
+# What save_checkpoint writes besides the format, and the types each entry may have.
+_NONE = type(None)
+_ENTRIES = {"model_config": (dict,), "model": (dict,), "step": (int,), "history": (dict,),
+            "train_config": (dict, _NONE), "tokenizer_chars": (str, _NONE), "optimizer": (dict, _NONE),
+            "generator": (torch.Tensor, _NONE)}
+_OPTIONAL = ("train_config", "tokenizer_chars", "optimizer", "generator")
+
+
+def _check_entries(path, state: dict) -> None:
+    """A :class:`CheckpointError` naming ``path`` when an entry is unknown or of the wrong type,
+    or the model's configuration lacks a field or has an unknown one (a file edited by hand, or
+    written by other code). Optional entries a file lacks are filled in as ``None``."""
+    from helpers import gpt
+
+    unknown = sorted(set(state) - set(_ENTRIES) - {"format"}, key=str)
+    if unknown:
+        raise CheckpointError(f"{path}: the checkpoint has unknown entries {unknown}; it was not written "
+                              "by save_checkpoint")
+    for key in _OPTIONAL:
+        state.setdefault(key, None)
+    for key, kinds in _ENTRIES.items():
+        if not isinstance(state[key], kinds):
+            expected = " or ".join("None" if kind is _NONE else kind.__name__ for kind in kinds)
+            raise CheckpointError(f"{path}: the checkpoint's {key!r} entry is of type {type(state[key]).__name__}, "
+                                  f"expected {expected}")
+    try:
+        gpt.whole_number(state["step"], "its step", 0, plain_int=True)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    fields = set(gpt.GPTConfig.__dataclass_fields__)
+    missing = sorted(fields - set(state["model_config"]))
+    unknown = sorted(set(state["model_config"]) - fields, key=str)
+    if missing or unknown:
+        raise CheckpointError(f"{path}: its model configuration does not fit GPTConfig: missing {missing}, "
+                              f"unknown {unknown}")
+
+
+def check_tensors(path, tensors, shapes: dict, what: str, fit: str) -> None:
+    """A :class:`CheckpointError` naming ``path`` unless ``tensors`` (a file's ``what``: weights,
+    LoRA matrices) is a dict with exactly the names of ``shapes``, each a floating-point tensor
+    of that shape holding finite numbers. ``fit`` names what they must fit, for the message.
+    Shared by :func:`load_model` and ``helpers.finetune.load_adapter``."""
+    if not isinstance(tensors, dict):
+        raise CheckpointError(f"{path}: its {what} are a {type(tensors).__name__}, not a dict of tensors")
+    missing = [name for name in shapes if name not in tensors]
+    unknown = sorted((name for name in tensors if name not in shapes), key=str)
+    if missing or unknown:
+        raise CheckpointError(f"{path}: its {what} do not fit {fit}: missing {missing}, unknown {unknown}")
+    for name, shape in shapes.items():
+        value = tensors[name]
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            kind = value.dtype if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(f"{path}: {name} in its {what} is a {kind}, not a floating-point tensor")
+        if tuple(value.shape) != tuple(shape):
+            raise CheckpointError(f"{path}: its {what} do not fit {fit}: {name} has shape "
+                                  f"{tuple(value.shape)}, expected {tuple(shape)}")
+        if not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: {name} in its {what} holds NaN or infinite values; the file is "
+                                  "damaged, or was saved after training diverged")
 
 
 def _float32_weights(stored: dict) -> dict:
@@ -190,9 +252,47 @@ def _float32_weights(stored: dict) -> dict:
     return weights
 
 
+def _check_storage(path, stored: dict) -> None:
+    """A :class:`CheckpointError` naming ``path`` unless every stored weight is a tensor as
+    :func:`save_checkpoint` writes them: floating point, or int8 with a float ``.scale`` per row."""
+    for name, value in stored.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: its weights hold {name!r}: {type(value).__name__}, not a named tensor")
+        if name == "lm_head.weight":
+            raise CheckpointError(f"{path}: its weights hold lm_head.weight, which save_checkpoint never stores "
+                                  "(the head is tied to token_embedding.weight)")
+        scale = stored.get(name + ".scale")
+        if name.endswith(".scale"):
+            owner = stored.get(name[: -len(".scale")])
+            if not isinstance(owner, torch.Tensor) or owner.dtype != torch.int8:
+                raise CheckpointError(f"{path}: its weights hold {name} without the int8 matrix it scales")
+        elif value.dtype == torch.int8:
+            if not (isinstance(scale, torch.Tensor) and scale.is_floating_point() and value.dim() == 2
+                    and tuple(scale.shape) == (value.shape[0], 1)):
+                raise CheckpointError(f"{path}: {name} is stored as int8 without a valid {name}.scale "
+                                      f"(one float per row, shape ({value.shape[0]}, 1))")
+        elif not value.is_floating_point():
+            raise CheckpointError(f"{path}: {name} in its weights is a {value.dtype}, not a floating-point tensor")
+
+
+def _load_weights(path, state: dict, model) -> None:
+    """Load the checkpoint's weights into ``model`` after checking them: the tensors the model
+    needs, each of its shape and finite (:func:`check_tensors`), or a :class:`CheckpointError`."""
+    _check_storage(path, state["model"])
+    weights = _float32_weights(state["model"])
+    shapes = {name: value.shape for name, value in model.state_dict().items() if name != "lm_head.weight"}
+    check_tensors(path, {name: value for name, value in weights.items() if name != "lm_head.weight"}, shapes,
+                  what="weights", fit="its configuration")
+    model.load_state_dict(weights)
+
+
 def load_model(path, config=None):
     """``(model, checkpoint)``: a ``helpers.gpt.GPT`` built from the checkpoint's config (or from
-    ``config``, which must then match) with its weights loaded, in eval mode, float32."""
+    ``config``, which must then match) with its weights loaded, in eval mode, float32.
+
+    A :class:`CheckpointError` naming the file for anything that does not fit: a missing or
+    unknown entry, a configuration field that is missing, unknown or of the wrong type, a
+    weight that is missing, unknown, of the wrong shape or type, or holds NaN or infinity."""
     from helpers import gpt
 
     state = load_checkpoint(path)
@@ -204,11 +304,7 @@ def load_model(path, config=None):
         different = {k: (v, getattr(saved, k)) for k, v in asdict(config).items() if getattr(saved, k) != v}
         raise CheckpointError(f"{path}: made for a different model; (yours, the file's): {different}")
     model = gpt.GPT(saved)
-    weights = _float32_weights(state["model"])
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: its weights do not fit its configuration: {str(exc)[:300]}") from None
+    _load_weights(path, state, model)
     model.eval()
     return model, state
 
@@ -239,11 +335,18 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
                          if state["train_config"].get(k) != v}
             raise CheckpointError(f"{checkpoint_path}: was trained with other settings; (yours, the file's): "
                                   f"{different}. Resume with the same TrainConfig, or start a new file")
-        model.load_state_dict(_float32_weights(state["model"]))
-        if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        if state["generator"] is not None:
-            generator.set_state(state["generator"])
+        _load_weights(checkpoint_path, state, model)
+        try:
+            if state["optimizer"] is not None:
+                optimizer.load_state_dict(state["optimizer"])
+            if state["generator"] is not None:
+                generator.set_state(state["generator"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{checkpoint_path}: its optimizer or random-generator state cannot be "
+                                  f"restored: {type(exc).__name__}: {str(exc)[:200]}") from None
+        if not all(isinstance(state["history"].get(key), list) for key in ("step", "train", "val")):
+            raise CheckpointError(f"{checkpoint_path}: its history lacks the 'step', 'train' and 'val' lists "
+                                  "that training continues")
         history, start = state["history"], state["step"]
         saved_step = start
     model.train()

@@ -11,9 +11,15 @@ explorer only
 
 The figure is written into the Output widget's ``outputs`` rather than displayed
 inside it: that keeps notebook outputs identical under nbval, with no markers.
+
+A control set to a value the figure cannot use (a float slider set to NaN from code, or a
+figure function that fails on some input) never raises inside the widget's observer, where
+the error would vanish into a log: the explorer keeps the last good figure and writes a
+sentence above it saying what was wrong (``explorer.message``).
 """
 
 import base64
+import math
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -56,12 +62,24 @@ def toggle(value: bool, description: str = ""):
     return widgets.Checkbox(value=value, description=description, indent=False)
 
 
+def not_a_number(params: dict):
+    """A sentence naming the first float value of ``params`` that is NaN or infinite, or None.
+    (A slider clamps infinity to its end; NaN it lets through.)"""
+    for name, value in params.items():
+        if isinstance(value, float) and math.isnan(value):
+            return f"{name} = nan is not a number"
+        if isinstance(value, float) and math.isinf(value):
+            return f"{name} = {value} is not a finite number"
+    return None
+
+
 class Explorer:
     """Redraw ``make_figure(**values)`` whenever one of ``controls`` changes.
 
     ``controls`` maps each keyword argument of ``make_figure`` to a widget with a
     ``.value``. Setting a control's value (by hand or in a test) redraws at once.
-    ``explorer.png`` holds the PNG bytes of the figure now shown.
+    ``explorer.png`` holds the PNG bytes of the figure now shown; ``explorer.message`` is
+    ``""``, or the sentence shown above it when the values could not be drawn.
     """
 
     def __init__(self, make_figure, controls: dict, title: str = ""):
@@ -70,6 +88,7 @@ class Explorer:
         self.title = title
         self.output = widgets.Output()
         self.png = b""
+        self.message = ""
         for control in self.controls.values():
             control.observe(self._redraw, names="value")
         header = [widgets.HTML(f"<b>{title}</b>")] if title else []
@@ -81,17 +100,36 @@ class Explorer:
         """The current value of every control, by parameter name."""
         return {name: control.value for name, control in self.controls.items()}
 
-    def _redraw(self, change=None) -> None:
+    def _draw(self) -> bytes:
+        """The PNG of ``make_figure`` at the current values."""
         fig = self.make_figure(**self.params)
-        self.png = plots.to_png(fig)
-        plt.close(fig)
-        self.output.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {"image/png": base64.b64encode(self.png).decode("ascii"), "text/plain": "<Figure>"},
-                "metadata": {},
-            },
-        )
+        try:
+            return plots.to_png(fig)
+        finally:
+            plt.close(fig)
+
+    def _redraw(self, change=None) -> None:
+        """Show the figure for the current values. The first drawing (``change`` is None) may
+        raise: the explorer is being built wrongly. Later ones, run by the widgets, never do:
+        they show the last good figure under a sentence saying what went wrong."""
+        problem = not_a_number(self.params)
+        if problem is not None and change is None:
+            raise ValueError(f"cannot draw the first figure: {problem}")
+        if problem is None:
+            try:
+                self.png = self._draw()
+            except Exception as exc:
+                if change is None:
+                    raise
+                problem = f"these values cannot be drawn ({type(exc).__name__}: {exc})"
+        self.message = "" if problem is None else f"{problem}; showing the figure of the last values that worked."
+        figure = {
+            "output_type": "display_data",
+            "data": {"image/png": base64.b64encode(self.png).decode("ascii"), "text/plain": "<Figure>"},
+            "metadata": {},
+        }
+        note = {"output_type": "stream", "name": "stderr", "text": self.message + "\n"}
+        self.output.outputs = (note, figure) if self.message else (figure,)
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs)

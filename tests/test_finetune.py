@@ -241,3 +241,94 @@ def test_adapters_save_and_load_exactly_and_bad_files_say_so(tmp_path):
     torch.save(state, tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="do not fit"):
         finetune.load_adapter(tmp_path / "wrong.pt")
+
+
+# --- adapters that load but do not hold what save_adapter writes --------------------------------
+
+@pytest.fixture(scope="module")
+def adapter_state(tmp_path_factory):
+    net, _ = finetune.prepare("lora")
+    path = tmp_path_factory.mktemp("adapter") / "adapter.pt"
+    finetune.save_adapter(net, path, note="test")
+    return torch.load(path, weights_only=True)
+
+
+def _changed(state, where, key, value):
+    """A copy of ``state`` with ``state[where][key]`` set to ``value`` (deleted when value is ...)."""
+    state = {**state, "lora": dict(state["lora"]), "weights": dict(state["weights"])}
+    target = state if where is None else state[where]
+    if value is ...:
+        del target[key]
+    else:
+        target[key] = value
+    return state
+
+
+def _poisoned(value):
+    matrix = torch.zeros(4, 192)
+    matrix[1, 2] = value
+    return matrix
+
+
+A0 = "blocks.0.attn.query.A"
+BROKEN_ADAPTERS = {
+    "no lora entry": ((None, "lora", ...), r"holds \['format', 'info', 'weights'\]"),
+    "no info entry": ((None, "info", ...), "an adapter holds"),
+    "unknown entry": ((None, "colour", "red"), "an adapter holds"),
+    "rank 0": (("lora", "rank", 0), "its LoRA rank must be at least 1 and a whole number .*got 0"),
+    "rank -1": (("lora", "rank", -1), "rank must be at least 1 and a whole number"),
+    "rank a float": (("lora", "rank", 4.0), "rank must be at least 1 and a whole number .*got 4.0"),
+    "rank a bool": (("lora", "rank", True), "rank must be at least 1 and a whole number"),
+    "rank a string": (("lora", "rank", "4"), "rank must be at least 1 and a whole number"),
+    "rank too large": (("lora", "rank", 1000), "do not fit the pretrained model: rank must be between 1 and 192"),
+    "no alpha": (("lora", "alpha", ...), "LoRA settings must be a dict of"),
+    "unknown option": (("lora", "dropout", 0.1), r"LoRA settings must be a dict of .*'dropout'"),
+    "alpha NaN": (("lora", "alpha", float("nan")), "alpha must be a finite number"),
+    "alpha a string": (("lora", "alpha", "8"), "alpha must be a finite number"),
+    "targets a string": (("lora", "targets", "query"), "targets must be a list of layer names"),
+    "unknown target": (("lora", "targets", ("mlp",)), "do not fit the pretrained model: targets must be"),
+    "a target twice": (("lora", "targets", ("query", "query")), "do not fit the pretrained model"),
+    "lora a list": ((None, "lora", [4, 8.0]), "LoRA settings must be a dict"),
+    "info a string": ((None, "info", "note"), "its info is a str, not a dict"),
+    "weights a list": ((None, "weights", []), "its LoRA matrices are a list, not a dict of tensors"),
+    "a matrix missing": (("weights", A0, ...), r"do not fit the pretrained model: missing \['blocks.0.attn.query.A'\]"),
+    "a matrix unknown": (("weights", "blocks.0.attn.key.A", torch.zeros(4, 192)), r"unknown \['blocks.0.attn.key.A'\]"),
+    "wrong shape": (("weights", A0, torch.zeros(2, 192)), r"has shape \(2, 192\), expected \(4, 192\)"),
+    "a list": (("weights", A0, [[0.0] * 192] * 4), "is a list, not a floating-point tensor"),
+    "integers": (("weights", A0, torch.zeros(4, 192, dtype=torch.long)), "torch.int64, not a floating-point"),
+    "NaN": (("weights", A0, _poisoned(float("nan"))), "holds NaN or infinite values"),
+    "inf": (("weights", A0, _poisoned(float("inf"))), "holds NaN or infinite values"),
+    "-inf": (("weights", A0, _poisoned(float("-inf"))), "holds NaN or infinite values"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_ADAPTERS)
+def test_adapters_that_load_but_do_not_fit_name_the_file(tmp_path, adapter_state, name):
+    from helpers.training import CheckpointError
+
+    (where, key, value), phrase = BROKEN_ADAPTERS[name]
+    path = tmp_path / "broken.pt"
+    torch.save(_changed(adapter_state, where, key, value), path)
+    with pytest.raises(CheckpointError, match=r"broken\.pt: .*" + phrase):
+        finetune.load_adapter(path)
+
+
+def test_a_lower_rank_than_the_matrices_is_refused(tmp_path, adapter_state):
+    path = tmp_path / "rank2.pt"
+    torch.save(_changed(adapter_state, "lora", "rank", 2), path)
+    phrase = r"rank2\.pt: its LoRA matrices do not fit .*has shape \(4, 192\), expected \(2, 192\)"
+    with pytest.raises(ValueError, match=phrase):
+        finetune.load_adapter(path)
+
+
+def test_shipped_adapters_pass_the_checks():
+    from helpers.paths import DATA_DIR
+
+    for name in ("modernise_lora.pt", "dialogue_lora.pt"):
+        assert isinstance(finetune.load_adapter(DATA_DIR / name)[2], dict)
+
+
+def test_saving_an_adapter_into_a_missing_folder_names_the_target(tmp_path):
+    net, _ = finetune.prepare("lora")
+    with pytest.raises(FileNotFoundError, match=r"cannot save the adapter to .*nowhere.a\.pt"):
+        finetune.save_adapter(net, tmp_path / "nowhere" / "a.pt")

@@ -1,5 +1,6 @@
 """Tests of the foundation helpers: paths, repro, environment, plots, widgets, toy data."""
 
+import base64
 import os
 import subprocess
 import sys
@@ -120,6 +121,72 @@ def test_explorer_bundle_has_static_png_and_stable_text():
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["image/png"]
     assert bundle["text/plain"] == "Explorer: t (controls: weight, bias)"
+
+
+def neuron_explorer():
+    return widgets.Explorer(plots.make_neuron_boundary,
+                            {"w1": widgets.slider(1.0, -3.0, 3.0, step=0.1),
+                             "w2": widgets.slider(-1.0, -3.0, 3.0, step=0.1),
+                             "b": widgets.slider(0.0, -3.0, 3.0, step=0.1)})
+
+
+def rate_explorer():
+    return widgets.Explorer(plots.make_loss_landscape,
+                            {"learning_rate": widgets.slider(0.1, 0.001, 2.0, log=True, step=0.05),
+                             "steps": widgets.slider(20, 1, 100)})
+
+
+@pytest.mark.parametrize("make, name", [(make_explorer, "weight"), (make_explorer, "bias"), (neuron_explorer, "w1"),
+                                        (neuron_explorer, "b"), (rate_explorer, "learning_rate")])
+def test_a_nan_value_keeps_the_last_figure_and_says_so(make, name):
+    explorer = make()
+    before = explorer.png
+    explorer.controls[name].value = float("nan")                      # must not raise from the observer
+    assert explorer.message == f"{name} = nan is not a number; showing the figure of the last values that worked."
+    assert explorer.png == before
+    note, figure = explorer.output.outputs
+    assert note["output_type"] == "stream" and note["text"].startswith(f"{name} = nan is not a number")
+    assert base64.b64decode(figure["data"]["image/png"]) == before
+    explorer.controls[name].value = explorer.controls[name].min       # a good value again: message gone
+    assert explorer.message == "" and len(explorer.output.outputs) == 1 and explorer.png != before
+
+
+@pytest.mark.parametrize("make", [make_explorer, neuron_explorer, rate_explorer])
+def test_infinities_and_extremes_draw_without_a_message(make):
+    explorer = make()
+    for name, control in explorer.controls.items():
+        log = isinstance(control, widgets.widgets.FloatLogSlider)           # its min and max are exponents
+        low, high = (control.base ** control.min, control.base ** control.max) if log else (control.min, control.max)
+        floats = log or isinstance(control, widgets.widgets.FloatSlider)
+        values = (float("inf"), float("-inf"), low, high) if floats else (low, high)
+        for value in values:
+            control.value = value                                     # a float slider clamps infinity to its end
+            assert explorer.message == "", (name, value, explorer.message)
+            assert explorer.png.startswith(b"\x89PNG")
+
+
+def test_a_figure_that_fails_is_reported_not_raised():
+    def fragile(x):
+        if x > 0.5:
+            raise ZeroDivisionError("division by zero")
+        return plots.make_first_slider(x, 0.0)
+
+    explorer = widgets.Explorer(fragile, {"x": widgets.slider(0.0, 0.0, 1.0)})
+    before = explorer.png
+    explorer.controls["x"].value = 0.9
+    assert explorer.message == ("these values cannot be drawn (ZeroDivisionError: division by zero); "
+                                "showing the figure of the last values that worked.")
+    assert explorer.png == before
+    with pytest.raises(ZeroDivisionError):                            # building an explorer wrongly still fails loudly
+        widgets.Explorer(fragile, {"x": widgets.slider(0.9, 0.0, 1.0)})
+    with pytest.raises(ValueError, match="cannot draw the first figure: x = nan is not a number"):
+        widgets.Explorer(fragile, {"x": widgets.slider(float("nan"), 0.0, 1.0)})
+
+
+def test_not_a_number_names_the_first_bad_value():
+    assert widgets.not_a_number({"a": 1.0, "b": 3, "c": "text", "d": True}) is None
+    assert widgets.not_a_number({"a": 1.0, "b": float("-inf")}) == "b = -inf is not a finite number"
+    assert widgets.not_a_number({"w1": float("nan")}) == "w1 = nan is not a number"
 
 
 def test_slider_kinds():

@@ -369,3 +369,136 @@ def test_model_moves_with_to():
     model = tiny().to("cpu", torch.float64)
     logits, loss = model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
     assert logits.dtype == torch.float64 and torch.isfinite(loss)
+
+
+# ---------------------------------------------------------------- bad inputs to generate and forward
+
+@pytest.mark.parametrize("temperature", [1e-50, 1e-40, 5e-324])
+def test_a_vanishing_temperature_is_greedy_decoding(temperature):
+    model = tiny()
+    idx = torch.randint(0, 11, (3, 2), generator=torch.Generator().manual_seed(1))
+    greedy = model.generate(idx, 6, top_k=1, generator=torch.Generator().manual_seed(0))
+    cold = model.generate(idx, 6, temperature=temperature, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cold, greedy)
+
+
+def test_huge_logits_at_a_tiny_temperature_are_greedy_too():
+    model = tiny()
+    with torch.no_grad():
+        model.token_embedding.weight.mul_(1e3)                     # logits of order 1e5: overflow at 1e-34
+    idx = torch.zeros(2, 1, dtype=torch.long)
+    greedy = model.generate(idx, 5, top_k=1)
+    assert torch.equal(model.generate(idx, 5, temperature=1e-34), greedy)
+
+
+def test_small_temperatures_that_do_not_overflow_are_unchanged():
+    """The greedy limit replaces only rows whose softmax would be NaN: the draws of any ordinary
+    temperature are those of the plain formula (same random numbers, same tokens)."""
+    model = tiny()
+    idx = torch.zeros(2, 1, dtype=torch.long)
+    for temperature, top_k in [(0.05, None), (0.8, 3), (1e-3, None), (5.0, 2)]:
+        out = model.generate(idx, 12, temperature=temperature, top_k=top_k, generator=torch.Generator().manual_seed(4))
+        by_hand, g = idx, torch.Generator().manual_seed(4)
+        for _ in range(12):
+            logits = model(by_hand[:, -8:])[0][:, -1, :] / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, top_k).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=g)
+            by_hand = torch.cat((by_hand, nxt), dim=1)
+        assert torch.equal(out, by_hand), (temperature, top_k)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(1e-300, 1e3), st.one_of(st.none(), st.integers(1, 20)), st.integers(0, 2**16))
+def test_generate_gives_valid_ids_at_any_positive_temperature(temperature, top_k, seed):
+    model = tiny()
+    out = model.generate(torch.zeros(2, 1, dtype=torch.long), 4, temperature=temperature, top_k=top_k,
+                         generator=torch.Generator().manual_seed(seed))
+    assert out.shape == (2, 5) and out.min() >= 0 and out.max() < 11
+
+
+@pytest.mark.parametrize("top_k", [2.0, 2.5, True, "3", -1, 0, float("nan")])
+def test_top_k_that_is_not_a_whole_number_of_at_least_one_is_refused(top_k):
+    with pytest.raises(ValueError, match=r"top_k must be at least 1 \(or None for all tokens\) and a whole number"):
+        tiny().generate(torch.zeros(1, 1, dtype=torch.long), 3, top_k=top_k)
+
+
+def test_top_k_accepts_numpy_and_tensor_integers():
+    import numpy as np
+
+    model = tiny()
+    idx = torch.zeros(1, 1, dtype=torch.long)
+    expected = model.generate(idx, 5, top_k=2, generator=torch.Generator().manual_seed(0))
+    for top_k in (np.int64(2), torch.tensor(2)):
+        assert torch.equal(model.generate(idx, 5, top_k=top_k, generator=torch.Generator().manual_seed(0)), expected)
+
+
+@pytest.mark.parametrize("max_new_tokens", [-1, 2.0, None])
+def test_max_new_tokens_must_be_a_whole_number(max_new_tokens):
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 0 and a whole number"):
+        tiny().generate(torch.zeros(1, 1, dtype=torch.long), max_new_tokens)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (2, 0), (0, 0)])
+def test_an_empty_batch_or_prompt_is_a_clear_error(shape):
+    model = tiny()
+    idx = torch.zeros(shape, dtype=torch.long)
+    with pytest.raises(ValueError, match=rf"idx of shape \({shape[0]}, {shape[1]}\) is empty"):
+        model(idx)
+    with pytest.raises(ValueError, match="is empty"):
+        model.generate(idx, 3)
+
+
+def test_generate_refuses_a_prompt_that_is_not_an_id_tensor():
+    with pytest.raises(TypeError, match=r"idx must be an int64 tensor of shape \(B, T\)"):
+        tiny().generate([[1, 2]], 3)
+    with pytest.raises(ValueError, match="token ids must be in 0..10"):
+        tiny().generate(torch.tensor([[-1]]), 3)
+
+
+@pytest.mark.parametrize("targets, error, phrase", [
+    (torch.zeros(2, 5, dtype=torch.long), ValueError, r"targets has shape \(2, 5\), but idx has shape \(2, 6\)"),
+    (torch.zeros(12, dtype=torch.long), ValueError, r"targets has shape \(12,\)"),
+    (torch.zeros(6, 2, dtype=torch.long), ValueError, "targets has shape"),
+    (torch.zeros(2, 6), TypeError, "targets must be an int64 tensor"),
+    (torch.zeros(2, 6, dtype=torch.int32), TypeError, "targets must be an int64 tensor"),
+    ([[0] * 6] * 2, TypeError, "targets must be an int64 tensor"),
+    (torch.full((2, 6), 11), ValueError, r"targets must be token ids in 0..10 .* or -100 .*got 11"),
+    (torch.full((2, 6), -1), ValueError, "got -1"),
+    (torch.full((2, 6), -101), ValueError, "got -101"),
+])
+def test_bad_targets_give_clear_errors(targets, error, phrase):
+    with pytest.raises(error, match=phrase):
+        tiny()(torch.zeros(2, 6, dtype=torch.long), targets)
+
+
+@settings(max_examples=50)
+@given(st.lists(st.integers(-200, 200), min_size=4, max_size=4))
+def test_targets_are_accepted_exactly_when_they_are_ids_or_ignored(values):
+    model = tiny()
+    targets = torch.tensor([values])
+    if all(v == -100 or 0 <= v < 11 for v in values):
+        model(torch.zeros(1, 4, dtype=torch.long), targets)
+    else:
+        with pytest.raises(ValueError, match="targets must be token ids"):
+            model(torch.zeros(1, 4, dtype=torch.long), targets)
+
+
+def test_broken_weights_stop_generation_with_a_sentence():
+    model = tiny()
+    with torch.no_grad():
+        model.ln_f.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="logits hold NaN or infinite values"):
+        model.generate(torch.zeros(1, 1, dtype=torch.long), 3)
+
+
+@pytest.mark.parametrize("overrides, phrase", [({"vocab_size": True}, "vocab_size must be at least 1 and a whole"),
+                                               ({"n_embd": 16.0}, "n_embd must be at least 1 and a whole number"),
+                                               ({"bias": "yes"}, "bias must be True or False"),
+                                               ({"use_sdpa": 1}, "use_sdpa must be True or False"),
+                                               ({"dropout": "0.1"}, "dropout must be a number"),
+                                               ({"dropout": True}, "dropout must be a number")])
+def test_config_fields_of_the_wrong_type_are_refused(overrides, phrase):
+    with pytest.raises(ValueError, match=phrase):
+        GPTConfig(**overrides)

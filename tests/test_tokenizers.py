@@ -136,3 +136,87 @@ def test_shipped_tokenizer_loads_round_trips_and_matches_training_on_a_prefix():
     # first merge is the most frequent pair of the training text, as the trainer must choose.
     counts = tokenizers.pair_counts(data.corpus_text("train").encode())
     assert tok.merges[0] == max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))
+
+
+# --- bad ids, bytes that are not UTF-8, damaged files ----------------------------------------
+
+@pytest.mark.parametrize("ids", [[-1], [300], [0, -300], [1.0], [2.5], ["a"], [True], [None], [[1, 2]], 5])
+def test_decode_refuses_ids_outside_the_vocabulary(small_bpe, ids):
+    with pytest.raises(ValueError, match="from 0 to 299"):
+        small_bpe.decode(ids)
+
+
+@pytest.mark.parametrize("ids", [[-1], [8], [1.0], [True], ["h"]])
+def test_char_decode_refuses_ids_outside_the_vocabulary(ids):
+    tok = tokenizers.CharTokenizer("hello world")
+    with pytest.raises(ValueError, match=r"is not in the vocabulary: ids must be whole numbers from 0 to 7"):
+        tok.decode(ids)
+
+
+def test_decode_accepts_tensors_and_numpy_integers(small_bpe):
+    import numpy as np
+    import torch
+
+    ids = small_bpe.encode("To be, or not to be")
+    assert small_bpe.decode(torch.tensor(ids)) == small_bpe.decode(np.array(ids)) == "To be, or not to be"
+    assert small_bpe.decode([np.int64(i) for i in ids]) == "To be, or not to be"
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(-1000, 1000), max_size=30))
+def test_decode_accepts_exactly_the_ids_of_the_vocabulary(small_bpe, ids):
+    if all(0 <= i < small_bpe.vocab_size for i in ids):
+        assert isinstance(small_bpe.decode(ids), str)
+    else:
+        with pytest.raises(ValueError, match="is not in the vocabulary"):
+            small_bpe.decode(ids)
+
+
+@pytest.mark.parametrize("ids, text", [([0xFF], "\ufffd"), ([ord("a"), 0xE2, 0x82], "a\ufffd"),
+                                       ([0xF0, 0x9F, 0x8E, 0x89], "🎉"), ([0x89, ord("b")], "\ufffdb"),
+                                       ([0xED, 0xA0, 0x80], "\ud800")])
+def test_bytes_that_are_not_utf8_decode_to_the_replacement_character(small_bpe, ids, text):
+    assert small_bpe.decode(ids) == text
+
+
+def test_strict_decoding_says_where_the_bytes_go_wrong(small_bpe):
+    with pytest.raises(ValueError, match=r"not make valid UTF-8 text: the bytes b'\\xe2\\x82' at byte 1"):
+        small_bpe.decode([ord("a"), 0xE2, 0x82], errors="strict")
+    assert small_bpe.decode(small_bpe.encode("naïve \ud800"), errors="strict") == "naïve \ud800"
+    with pytest.raises(ValueError, match="errors must be 'replace' or 'strict'"):
+        small_bpe.decode([1], errors="ignore")
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(0, 299), max_size=30))
+def test_any_ids_decode_and_strict_agrees_or_refuses(small_bpe, ids):
+    text = small_bpe.decode(ids)
+    try:
+        strict = small_bpe.decode(ids, errors="strict")
+    except ValueError as err:
+        assert "not make valid UTF-8" in str(err) and "\ufffd" in text
+    else:
+        assert strict == text
+
+
+@pytest.mark.parametrize("merges", [[["1", 2]], [[1.0, 2]], [[1, 2.5]], [[True, 2]], [[1, 2, 3]], [[1]], [1],
+                                    ["ab"], [[None, 1]], [{"a": 1, "b": 2}], [[-1, 2]]])
+def test_files_whose_merges_are_not_pairs_of_ids_are_refused(tmp_path, merges):
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps({"format": "behind-the-curtain-bpe-v1", "merges": merges}))
+    with pytest.raises(ValueError, match=r"odd\.json holds invalid merges: merge 0"):
+        tokenizers.BPETokenizer.load(path)
+
+
+def test_deeply_nested_json_is_a_clear_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"deep\.json is not a valid tokenizer file .*nested too deeply"):
+        tokenizers.BPETokenizer.load(path)
+
+
+def test_saving_into_a_missing_folder_names_the_target(tmp_path, small_bpe):
+    target = tmp_path / "missing" / "tok.json"
+    with pytest.raises(FileNotFoundError, match=r"cannot save the tokenizer to .*missing.tok\.json: the folder"):
+        small_bpe.save(target)
+    assert not (tmp_path / "missing").exists()

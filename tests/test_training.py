@@ -229,3 +229,122 @@ def test_full_loss_matches_token_by_token_scoring():
             by_hand.append(torch.nn.functional.cross_entropy(logits[0, j:j + 1], ids[start + 1 + j:start + 2 + j]).item())
     assert training.full_loss(model, ids, batch_size=3) == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)
     assert len(by_hand) == 49
+
+
+# --- checkpoints that load but do not hold what save_checkpoint writes --------------------------
+
+def _set(keys, value):
+    """A damage: set ``state[k1][k2]...`` to ``value``."""
+    def damage(state):
+        target = state
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return damage
+
+
+def _delete(*keys):
+    def damage(state):
+        target = state
+        for key in keys[:-1]:
+            target = target[key]
+        del target[keys[-1]]
+    return damage
+
+
+def _poison(name, value):
+    def damage(state):
+        state["model"][name] = state["model"][name].clone()
+        state["model"][name].view(-1)[0] = value
+    return damage
+
+
+BROKEN = {
+    "no weight": (_delete("model", "blocks.0.mlp.fc.weight"), r"missing \['blocks.0.mlp.fc.weight'\]"),
+    "no embedding": (_delete("model", "token_embedding.weight"), r"missing \['token_embedding.weight'\]"),
+    "unknown weight": (_set(("model", "extra.weight"), torch.zeros(3)), r"unknown \['extra.weight'\]"),
+    "stored head": (_set(("model", "lm_head.weight"), torch.zeros(12, 8)), "never stores"),
+    "weight is a list": (_set(("model", "ln_f.weight"), [1.0] * 8), "not a named tensor"),
+    "integer weight": (_set(("model", "ln_f.weight"), torch.ones(8, dtype=torch.long)), "not a floating-point"),
+    "int8 without scale": (_set(("model", "ln_f.weight"), torch.ones(8, dtype=torch.int8)), "without a valid"),
+    "orphan scale": (_set(("model", "ln_f.weight.scale"), torch.ones(8, 1)), "without the int8 matrix"),
+    "NaN weight": (_poison("blocks.0.attn.query.weight", float("nan")), "NaN or infinite"),
+    "inf weight": (_poison("ln_f.bias", float("inf")), "NaN or infinite"),
+    "-inf weight": (_poison("token_embedding.weight", float("-inf")), "NaN or infinite"),
+    "model is a list": (_set(("model",), [1, 2]), "'model' entry is of type list, expected dict"),
+    "config field missing": (_delete("model_config", "n_embd"), r"missing \['n_embd'\]"),
+    "config field unknown": (_set(("model_config", "colour"), "red"), r"unknown \['colour'\]"),
+    "config field a string": (_set(("model_config", "n_layer"), "1"), "n_layer must be at least 1"),
+    "config rank 0": (_set(("model_config", "n_layer"), 0), "n_layer must be at least 1"),
+    "config bias a string": (_set(("model_config", "bias"), "yes"), "bias must be True or False"),
+    "config is a list": (_set(("model_config",), [1]), "'model_config' entry is of type list"),
+    "step a string": (_set(("step",), "3"), "'step' entry is of type str, expected int"),
+    "negative step": (_set(("step",), -1), "its step must be at least 0 and a whole number"),
+    "step a bool": (_set(("step",), True), "its step must be at least 0"),
+    "history None": (_set(("history",), None), "'history' entry is of type NoneType, expected dict"),
+    "chars a number": (_set(("tokenizer_chars",), 5), "'tokenizer_chars' entry is of type int, expected str or None"),
+    "unknown entry": (_set(("colour",), "red"), r"unknown entries \['colour'\]"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_checkpoints_that_load_but_do_not_fit_name_the_file(good_checkpoint, name):
+    damage, phrase = BROKEN[name]
+    state = torch.load(good_checkpoint, weights_only=True)
+    damage(state)
+    torch.save(state, good_checkpoint)
+    with pytest.raises(training.CheckpointError, match=r"good\.pt: .*" + phrase):
+        training.load_model(good_checkpoint)
+
+
+def test_every_weight_is_checked(good_checkpoint):
+    state = torch.load(good_checkpoint, weights_only=True)
+    for name, value in state["model"].items():
+        for changed, phrase in [(value[..., :-1], "has shape"), (value * float("nan"), "NaN")]:
+            broken = {**state, "model": {**state["model"], name: changed}}
+            torch.save(broken, good_checkpoint)
+            with pytest.raises(training.CheckpointError, match=phrase):
+                training.load_model(good_checkpoint)
+
+
+def test_int8_snapshots_with_a_broken_scale_are_refused(tmp_path):
+    path = training.save_checkpoint(tmp_path / "int8.pt", tiny_model(), precision="int8")
+    state = torch.load(path, weights_only=True)
+    state["model"]["blocks.0.mlp.fc.weight.scale"] = torch.ones(3, 1)
+    torch.save(state, path)
+    with pytest.raises(training.CheckpointError, match=r"int8\.pt: blocks.0.mlp.fc.weight is stored as int8"):
+        training.load_model(path)
+
+
+def test_older_files_without_optional_entries_still_load(good_checkpoint):
+    state = torch.load(good_checkpoint, weights_only=True)
+    for key in ("train_config", "tokenizer_chars", "optimizer", "generator"):
+        del state[key]
+    torch.save(state, good_checkpoint)
+    _, loaded = training.load_model(good_checkpoint)
+    assert loaded["tokenizer_chars"] is None and loaded["optimizer"] is None
+
+
+def test_resuming_from_a_poisoned_checkpoint_names_the_file(tmp_path):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=20, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=10)
+    path = tmp_path / "run.pt"
+    training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False)
+    state = torch.load(path, weights_only=True)
+    state["model"]["ln_f.weight"][0] = float("nan")
+    torch.save(state, path)
+    with pytest.raises(training.CheckpointError, match=r"run\.pt: ln_f.weight .*NaN"):
+        training.train(tiny_model(), ids, ids, config, checkpoint_path=path, resume=True, progress=False)
+    state["model"]["ln_f.weight"][0] = 1.0
+    state["generator"] = torch.zeros(3, dtype=torch.uint8)
+    torch.save(state, path)
+    with pytest.raises(training.CheckpointError, match=r"run\.pt: its optimizer or random-generator state"):
+        training.train(tiny_model(), ids, ids, config, checkpoint_path=path, resume=True, progress=False)
+
+
+def test_shipped_checkpoints_pass_the_checks():
+    from helpers.paths import DATA_DIR
+
+    for path in sorted(DATA_DIR.glob("*.pt")):
+        if "lora" not in path.name:
+            training.load_model(path)
