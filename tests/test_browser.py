@@ -1,6 +1,7 @@
 """The course in a real browser: JupyterLab + headless Chromium, driven by Playwright.
 
-For each notebook that has an explorer, this test opens it in JupyterLab, runs every cell,
+For each notebook that has an explorer, this test opens it in JupyterLab (and one of them in
+Notebook 7, the classic-looking interface that ``jupyter notebook`` opens), runs every cell,
 checks that no cell shows an error and no widget shows "Error displaying widget", moves a
 slider and checks that the explorer's figure changed. Screenshots of failures are saved in
 ``tests/_artifacts/``. It needs Debian's ``chromium`` and the ``playwright`` package (no
@@ -67,7 +68,7 @@ def lab(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
          f"--port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.expose_app_in_browser=True", "--JupyterNotebookApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     try:
         deadline = time.monotonic() + 90
@@ -108,9 +109,11 @@ ALL_DONE = """() => {
   return failed || prompts.every(p => /\\[\\d+\\]/.test(p));
 }""" % ERROR_PATTERN
 
+# The notebook's own kernel, asked through the application (the same in JupyterLab and Notebook 7).
 KERNEL_IDLE = """() => {
-  const bar = document.querySelector('#jp-main-statusbar');
-  return bar !== null && /\\|\\s*Idle/.test(bar.textContent);
+  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const kernel = panel && panel.sessionContext && panel.sessionContext.session && panel.sessionContext.session.kernel;
+  return Boolean(kernel) && kernel.status === 'idle';
 }"""
 
 ERRORS = """() => [...document.querySelectorAll('.jp-OutputArea-output')]
@@ -129,17 +132,21 @@ def test_notebook_runs_in_jupyterlab_and_its_explorer_responds(lab, browser, nam
     check_in_jupyterlab(lab, browser, name)
 
 
-def check_in_jupyterlab(lab, browser, name):
-    """Open ``name`` in JupyterLab, run every cell, check for errors, move its first control."""
+def check_in_jupyterlab(lab, browser, name, interface="lab"):
+    """Open ``name`` in JupyterLab (``interface="lab"``) or Notebook 7 (``"notebook"``), run every
+    cell, check for errors, move its first control."""
     url, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        # A workspace of its own (reset) so that only this notebook is open and active.
-        page.goto(f"{url}/lab/workspaces/test-{name[:2]}/tree/{name}?token={token}&reset")
+        if interface == "lab":
+            # A workspace of its own (reset) so that only this notebook is open and active.
+            page.goto(f"{url}/lab/workspaces/test-{name[:2]}/tree/{name}?token={token}&reset")
+        else:
+            page.goto(f"{url}/notebooks/{name}?token={token}")
         page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')",
                                timeout=60_000)
         page.wait_for_function(KERNEL_IDLE, timeout=90_000, polling=250)
-        page.evaluate("async () => await window.jupyterapp.commands.execute('editmenu:clear-all')")
+        page.evaluate("async () => await window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
         # Fire and forget: the wait below has a timeout, an awaited command would not.
         page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         page.wait_for_function(ALL_DONE, timeout=180_000, polling=500)
@@ -167,7 +174,7 @@ def check_in_jupyterlab(lab, browser, name):
         assert image.get_attribute("src") != before
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / f"{interface}-{name}.png"), full_page=True)
         raise
     finally:
         page.close()

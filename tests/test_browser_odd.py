@@ -10,3 +10,8 @@ from test_browser import browser, check_in_jupyterlab, driven, lab  # noqa: F401
 @pytest.mark.parametrize("name", driven(1))
 def test_notebook_runs_in_jupyterlab_and_its_explorer_responds(lab, browser, name):  # noqa: F811
     check_in_jupyterlab(lab, browser, name)
+
+
+def test_a_notebook_runs_in_notebook_7_and_its_explorer_responds(lab, browser):  # noqa: F811
+    """``jupyter notebook`` (Notebook 7, installed by requirements.txt) on the same server."""
+    check_in_jupyterlab(lab, browser, "01_neurons_and_layers.ipynb", interface="notebook")
