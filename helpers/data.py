@@ -102,6 +102,22 @@ def normalise(markdown: str) -> tuple[str, str, tuple[str, ...]]:
     return title, "\n".join(out) + "\n", tuple(speakers)
 
 
+def title_from_slug(slug: str) -> str:
+    """A title made from a play's file name, for the one play whose Markdown has no "# Title"
+    line: ``measure-for-measure`` -> ``Measure for Measure``, ``henry-iv`` -> ``Henry IV``."""
+    small = {"a", "an", "and", "as", "at", "by", "for", "in", "of", "on", "or", "the", "to"}
+    words = slug.replace("-s-", "'s-").split("-")
+    shown = []
+    for i, word in enumerate(words):
+        if word and re.fullmatch(r"x{0,3}(ix|iv|v?i{0,3})", word):
+            shown.append(word.upper())                   # henry-iv -> Henry IV
+        elif i and word in small:
+            shown.append(word)
+        else:
+            shown.append(word[:1].upper() + word[1:])
+    return " ".join(shown)
+
+
 @functools.lru_cache(maxsize=1)
 def load_plays() -> tuple[Play, ...]:
     """Every play, normalised, sorted by genre then slug. Cached: only the first call reads files."""
@@ -110,7 +126,7 @@ def load_plays() -> tuple[Play, ...]:
     for genre in GENRES:
         for path in sorted((folder / genre).glob("*.md")):
             title, text, speakers = normalise(path.read_text(encoding="utf-8"))
-            plays.append(Play(title or path.stem, path.stem, genre, text, speakers))
+            plays.append(Play(title or title_from_slug(path.stem), path.stem, genre, text, speakers))
     if not plays:
         raise FileNotFoundError(f"No plays found under {folder}. {INSTALL_HINT}")
     return tuple(plays)

@@ -33,18 +33,28 @@ def adjust(probs, temperature: float = 1.0, top_k: int | None = None) -> np.ndar
     """Re-shape a next-token distribution for sampling.
 
     ``temperature`` < 1 sharpens it (towards the most likely token), > 1 flattens it (towards
-    uniform); ``top_k`` keeps only the ``k`` most likely tokens. Returns probabilities summing to 1.
+    uniform); ``top_k`` keeps only the ``k`` most likely tokens (an int of at least 1; tokens
+    tied at the cut-off are kept). Returns probabilities summing to 1. A temperature so
+    small that every ``log(p) / temperature`` overflows gives its limit, greedy choice: all the
+    probability on the most likely token, shared equally by tokens tied for most likely.
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be above 0, got {temperature}")
+    if top_k is not None:
+        from helpers.gpt import whole_number   # the course's one check for counts: 2.5, 2.0 and True are refused
+
+        top_k = whole_number(top_k, "top_k", 1, hint=" (or None for all tokens)")
     probs = np.asarray(probs, dtype=float)
-    with np.errstate(divide="ignore"):
-        logits = np.log(probs) / temperature
+    with np.errstate(divide="ignore", over="ignore"):
+        log_probs = np.log(probs)
+        logits = log_probs / temperature
     if top_k is not None and top_k < len(probs):
-        if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
         cutoff = np.sort(logits)[-top_k]
         logits = np.where(logits >= cutoff, logits, -np.inf)
+    if logits.max() == -np.inf and probs.max() > 0:
+        # Every logit overflowed to -inf (e.g. temperature 1e-320): take the limit as the
+        # temperature goes to 0, the most likely token(s), compared in the same (log) space.
+        logits = np.where(log_probs == log_probs.max(), 0.0, -np.inf)
     logits = logits - logits.max()
     weights = np.exp(logits)
     return weights / weights.sum()

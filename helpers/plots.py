@@ -15,7 +15,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from helpers import nn_numpy
+from helpers import data, nn_numpy
 
 # One palette for the whole course: class 0, class 1, class 2, ...
 CLASS_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
@@ -199,7 +199,7 @@ def make_loss_landscape(learning_rate: float = 0.1, steps: int = 20, start=(-1.0
     ax.set_ylim(-3, 4)
     ax.set_xlabel("slope w")
     ax.set_ylabel("intercept b")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper left", fontsize=9)
     ax.set_title("the loss landscape (darker = lower)")
     with np.errstate(all="ignore"):
         shown = np.clip(run["losses"], 1e-6, 1e12)
@@ -276,7 +276,7 @@ def draw_graph(ax, root, grads=None, highlight=None, known=None):
         edge = CLASS_COLORS[1] if node is highlight else "black"
         face = "#fff3cd" if node is highlight else ("#e8f0fe" if not node._prev else "white")
         ax.text(x, y, f"{title}\ndata {node.data:.4f}\ngrad {grad_text}", ha="center", va="center",
-                fontsize=8, family="monospace",
+                fontsize=9, family="monospace",
                 bbox={"boxstyle": "round,pad=0.35", "facecolor": face, "edgecolor": edge,
                       "linewidth": 2.5 if node is highlight else 1})
     xs = [p[0] for p in pos.values()]
@@ -355,7 +355,7 @@ def make_training_explorer(hidden: int = 32, noise: float = 0.3, epochs: int = 1
                    label="validation")
     ax_map.set_title(f"{hidden} neurons x 2, noise {noise:.2f}: train acc {history['train_acc'][-1]:.0%}, "
                      f"val acc {history['val_acc'][-1]:.0%}", fontsize=9)
-    ax_map.legend(loc="lower right", fontsize=7)
+    ax_map.legend(loc="lower right", fontsize=9)
     return fig
 
 
@@ -367,7 +367,9 @@ TOKEN_COLORS = ["#cfe2f3", "#f4cccc", "#d9ead3", "#fff2cc", "#d9d2e9", "#fce5cd"
 
 
 def _shown(piece: str) -> str:
-    """A token piece made visible: spaces as '·', newlines as '↵'."""
+    """A token piece made visible inside running text (notebook 05's coloured boxes): spaces as
+    '·', newlines as '↵', as that notebook's prose says. Labels of single characters (axes,
+    ticks) use :func:`_shown_chars` instead."""
     return piece.replace(" ", "·").replace("\n", "↵")
 
 
@@ -428,11 +430,11 @@ def make_bigram_table(counts, chars, show=" \nabcdefghijklmnopqrstuvwxyz"):
     """Heat map of bigram counts for the characters in ``show`` (rows: current, columns: next)."""
     index = [chars.index(c) for c in show if c in chars]
     sub = counts[np.ix_(index, index)]
-    labels = ["␣" if chars[i] == " " else "\\n" if chars[i] == "\n" else chars[i] for i in index]
+    labels = [_shown_chars(chars[i]) for i in index]
     fig, ax = new_figure(width=7.2, height=6.4)
     image = ax.imshow(np.log10(sub + 1), cmap="Blues")
-    ax.set_xticks(range(len(index)), labels, fontsize=8)
-    ax.set_yticks(range(len(index)), labels, fontsize=8)
+    ax.set_xticks(range(len(index)), labels, fontsize=9)
+    ax.set_yticks(range(len(index)), labels, fontsize=9)
     ax.set_xlabel("next character")
     ax.set_ylabel("current character")
     ax.set_title("How often each character follows another (log scale)")
@@ -453,7 +455,7 @@ def make_sampling_explorer(temperature: float = 1.0, top_k: int = 78, context: s
     adjusted = language_model.adjust(probs[current], temperature, top_k)
     order = np.argsort(adjusted)[::-1][:15]
     fig, (ax, ax_text) = new_figure(nrows=2, width=9.0, height=5.4)
-    shown = ["␣" if tok.chars[i] == " " else "\\n" if tok.chars[i] == "\n" else tok.chars[i] for i in order]
+    shown = [_shown_chars(tok.chars[i]) for i in order]
     ax.bar(range(len(order)), adjusted[order], color=CLASS_COLORS[0])
     ax.set_xticks(range(len(order)), shown)
     ax.set_ylabel("probability")
@@ -473,14 +475,24 @@ def make_sampling_explorer(temperature: float = 1.0, top_k: int = 78, context: s
 # Notebook 07: attention
 # ---------------------------------------------------------------------------
 
-def attention_heatmap(ax, weights, labels=None, title: str = "", highlight_row: int | None = None):
-    """Draw a ``(T_q, T_k)`` attention matrix: row = the token that looks, column = where it looks."""
+def attention_heatmap(ax, weights, labels=None, title: str = "", highlight_row: int | None = None,
+                      colorbar: bool = True):
+    """Draw a ``(T_q, T_k)`` attention matrix: row = the token that looks, column = where it looks.
+
+    ``labels`` (a string, or one label per position) names the positions on both axes, with
+    spaces and new lines made visible (``␣``, ``⏎``); without it the axes count positions.
+    ``colorbar`` adds a bar from 0 to 1 labelled "attention weight" (pass ``False`` when several
+    maps share one, as in :func:`make_attention_heads`). Returns the image.
+    """
     weights = np.asarray(weights, dtype=float)
     image = ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=1.0)
     if labels is not None:
-        shown = [_shown(c) for c in labels]
-        ax.set_xticks(range(len(shown)), shown, fontsize=8)
-        ax.set_yticks(range(len(shown)), shown, fontsize=8)
+        shown = [_shown_chars(c) for c in labels]
+        if len(shown) != weights.shape[1]:
+            raise ValueError(f"got {len(shown)} labels for {weights.shape[1]} positions")
+        ax.set_xticks(range(len(shown)), shown, fontsize=9)
+        ax.set_yticks(range(weights.shape[0]), shown[:weights.shape[0]], fontsize=9)
+        ax.tick_params(length=2, pad=1)
     ax.set_xlabel("attends to (key position)")
     ax.set_ylabel("token (query position)")
     if highlight_row is not None:
@@ -488,7 +500,33 @@ def attention_heatmap(ax, weights, labels=None, title: str = "", highlight_row: 
         ax.axhline(highlight_row + 0.5, color=CLASS_COLORS[1], lw=1.5)
     if title:
         ax.set_title(title, fontsize=10)
+    if colorbar:   # a bar as tall as the map itself, whatever the figure's layout
+        bar = ax.figure.colorbar(image, cax=ax.inset_axes([1.03, 0.0, 0.04, 1.0]), ticks=[0, 0.5, 1])
+        bar.set_label("attention weight", labelpad=2)
     return image
+
+
+def make_attention_heads(weights_by_head, labels=None, title: str = ""):
+    """Every head's attention map for one text, two maps a row, sharing one colour bar (0 to 1).
+
+    ``weights_by_head`` holds one ``(T, T)`` matrix per head; ``labels`` are the ``T`` characters
+    (a string), drawn on both axes of every map.
+    """
+    maps = [np.asarray(w, dtype=float) for w in weights_by_head]
+    ncols = min(2, len(maps))
+    nrows = -(-len(maps) // ncols)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=5.2 * ncols, height=4.9 * nrows)
+    axes = np.atleast_1d(axes)
+    for h, (ax, weights) in enumerate(zip(axes, maps)):
+        image = attention_heatmap(ax, weights, labels, title=f"head {h}", colorbar=False)
+        ax.set_xlabel("attends to (key)" if h >= len(maps) - ncols else "")
+        ax.set_ylabel("query" if h % ncols == 0 else "")
+    for ax in axes[len(maps):]:
+        ax.axis("off")
+    fig.colorbar(image, ax=list(axes), label="attention weight", ticks=[0, 0.25, 0.5, 0.75, 1], shrink=0.6)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
 
 
 def make_attention_explorer(model, tokenizer, text: str, position: int = 20, head: int = 0, layer: int = 0,
@@ -508,20 +546,22 @@ def make_attention_explorer(model, tokenizer, text: str, position: int = 20, hea
     head = int(min(max(head, 0), n_head - 1))
     weights = attention.head_weights(model, ids, layer, head, scale=scale, causal=causal).numpy()
     row = weights[position]
-    fig, (ax_map, ax_row) = new_figure(ncols=2, width=10.0, height=4.6)
+    fig, (ax_map, ax_row) = plt.subplots(1, 2, figsize=(10.4, 5.0), dpi=DPI, layout="constrained",
+                                         gridspec_kw={"width_ratios": [1.25, 1]})   # room for 32 labelled rows
+    fig.get_layout_engine().set(wspace=0.05)   # a gap between the colour bar's label and the bars' axis
     attention_heatmap(ax_map, weights, chars, highlight_row=position,
                       title=f"head {head}: every token's weights ({'scaled' if scale else 'NOT scaled'}, "
                             f"{'causal mask' if causal else 'NO mask'})")
     future = np.arange(T) > position
     colors = [CLASS_COLORS[1] if f else CLASS_COLORS[0] for f in future]
     ax_row.bar(range(T), row, color=colors)
-    ax_row.set_xticks(range(T), [_shown(c) for c in chars], fontsize=8)
+    ax_row.set_xticks(range(T), [_shown_chars(c) for c in chars], fontsize=9)
     ax_row.set_ylim(0, 1)
     ax_row.set_ylabel("attention weight")
     ax_row.set_xlabel("key position (red: the future)")
     best = int(row.argmax())
-    ax_row.set_title(f"from {_shown(chars[position])!r} (position {position}): most weight {row[best]:.2f} "
-                     f"on {_shown(chars[best])!r} (position {best})", fontsize=10)
+    ax_row.set_title(f"from {_shown_chars(chars[position])!r} (position {position}):\nmost weight {row[best]:.2f} "
+                     f"on {_shown_chars(chars[best])!r} (position {best})", fontsize=10)
     if not causal and row[future].sum() > 0.01:
         ax_row.text(0.5, 0.93, f"without the mask {row[future].sum():.0%} of the weight is on the future:\n"
                                "in training that would let the model read the answer",
@@ -619,7 +659,7 @@ class LiveLoss:
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats per character)")
         ax.set_title(self.title)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
         return fig
 
     def __call__(self, step, history):
@@ -719,16 +759,84 @@ def make_sweep_explorer(runs: dict, experiment: str = "amount of data", curves: 
     shown = {"held-out": "held-out loss", "training": "training loss",
              "both": "held-out (solid) and training (dashed) loss"}[curves]
     ax.set_title(f"{experiment}: {shown}", fontsize=10)
-    ax.legend(fontsize=8, title="final held-out loss", title_fontsize=8)
+    ax.legend(fontsize=9, title="final held-out loss", title_fontsize=9)
     return fig
 
 
-def plain_log_ticks(ax) -> None:
-    """Label the log-scaled y axis of ``ax`` with plain numbers (2.2, not 2.2×10⁰)."""
-    from matplotlib.ticker import FormatStrFormatter
+def plain_log_ticks(ax, most: int = 6) -> None:
+    """Label the log-scaled axes of ``ax`` with a few plain, distinct numbers (2.2, 30,000; not
+    2.2×10⁰ or 3×10⁴), at most ``most`` an axis, and no labels on the minor ticks.
 
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.1f"))
+    Call it after plotting: the ticks are chosen for the axes' limits at the time of the call.
+    Over a few decades the ticks are powers of ten (every second one over many), or 1 and 3,
+    or 1, 2 and 5 times a power of ten; over less than a decade, evenly spaced round numbers
+    (1.8, 1.9, 2.0).
+    """
+    from matplotlib.ticker import NullFormatter
+
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        if axis.get_scale() != "log":
+            continue
+        ticks = _log_ticks(min(limits), max(limits), most)
+        axis.set_ticks(ticks, [_plain_number(t, ticks) for t in ticks])
+        axis.set_minor_formatter(NullFormatter())
+
+
+def _log_ticks(lo: float, hi: float, most: int) -> list[float]:
+    """Between 2 and ``most`` round numbers in ``[lo, hi]`` (``0 < lo < hi``) for a log axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    exponents = range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 2)
+    powers = [10.0 ** k for k in exponents if lo <= 10.0 ** k <= hi]
+    if len(powers) > most:                                  # many decades: every second (third, ...) power
+        powers = powers[::-(-len(powers) // most)]
+    if len(powers) >= 3:
+        return powers
+    for mantissas in ((1, 3), (1, 2, 5)):
+        ticks = [m * 10.0 ** k for k in exponents for m in mantissas if lo <= m * 10.0 ** k <= hi]
+        if 3 <= len(ticks) <= most:
+            return ticks
+    # Less than a decade: round numbers, evenly spaced in value.
+    for bins in range(min(most, 5), 1, -1):
+        ticks = [float(t) for t in MaxNLocator(nbins=bins, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+                 if lo <= t <= hi]
+        if 2 <= len(ticks) <= most:
+            return ticks
+    return [lo, hi]
+
+
+def _plain_number(value: float, ticks) -> str:
+    """``value`` written plainly, with the fewest decimals that keep every one of ``ticks`` distinct."""
+    for decimals in range(0, 7):
+        labels = [f"{t:,.{decimals}f}" for t in ticks]
+        if len(set(labels)) == len(labels) and all(abs(float(lab.replace(",", "")) - t) <= 1e-9 * abs(t)
+                                                   for lab, t in zip(labels, ticks)):
+            return f"{value:,.{decimals}f}"
+    return f"{value:.3g}"
+
+
+def _play_title(slug: str, title: str | None) -> str:
+    """The stored title, or one made from the slug where the corpus had none (``measure-for-measure``)."""
+    return title if title and title != slug else data.title_from_slug(slug)
+
+
+def make_play_losses(plays: dict, characters: int = 20_000):
+    """The shipped model's loss on each play (``data/sweeps.json``'s ``"plays"``: ``{slug: {"title",
+    "loss", "seen", ...}}``, measured on each play's first ``characters``), one bar a play from
+    the lowest loss up: seen plays blue, unseen red, each bar labelled with the play's title."""
+    order = sorted(plays, key=lambda slug: plays[slug]["loss"])
+    losses = [plays[s]["loss"] for s in order]
+    fig, ax = new_figure(width=10.0, height=4.4)
+    colours = [CLASS_COLORS[0] if plays[s]["seen"] else CLASS_COLORS[1] for s in order]
+    ax.bar(range(len(order)), losses, color=colours)
+    ax.set_xticks(range(len(order)), [_play_title(s, plays[s].get("title"))[:30] for s in order], rotation=90,
+                  fontsize=9)
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    ax.set_ylim(1.1, max(losses) + 0.05)
+    ax.set_ylabel("loss (nats per character)")
+    ax.set_title(f"The shipped model on each play's first {characters:,} characters: seen (blue), unseen (red)",
+                 fontsize=10)
+    return fig
 
 
 # ---------------------------------------------------------------- notebook 11: fine-tuning
@@ -775,7 +883,8 @@ def make_finetune_explorer(runs: dict, baselines: dict, method: str = "all", per
     right.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     right.set_xlabel("training passages per genre")
     right.set_title(f"after {steps} steps", fontsize=10)
-    left.legend(fontsize=7, loc="upper left")
+    # one legend under both panels (they share their lines), where it can hide no point
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize=9)
     return fig
 
 
@@ -837,8 +946,8 @@ def make_mask_explorer(kind: str = MASK_KINDS[0], position: int = 5, seed: int =
                                     layout="constrained")
     ax.imshow(mask, cmap="Greens", vmin=0, vmax=1.4)
     ax.add_patch(matplotlib.patches.Rectangle((-0.5, row - 0.5), mask.shape[1], 1, fill=False, edgecolor="red", lw=2))
-    ax.set_xticks(range(len(labels)), labels, fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, fontsize=9)
+    ax.set_yticks(range(len(labels)), labels, fontsize=9)
     ax.set_xlabel("may see")
     ax.set_ylabel("looks")
     ordered = f"; order {order}" if order is not None else ""
@@ -860,4 +969,6 @@ def make_mask_explorer(kind: str = MASK_KINDS[0], position: int = 5, seed: int =
 
 
 def _shown_chars(text: str) -> str:
+    """Characters made visible as labels, the one convention of every character figure: a space
+    as '␣', a new line as '⏎'."""
     return text.replace(" ", "␣").replace("\n", "⏎")
