@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from helpers import data
+from helpers import data, training
+from helpers.artefacts import atomic_write
 
 GENRE_CLASSES = ("comedies", "histories", "tragedies")   # the genres that have held-out plays
 
@@ -272,7 +273,7 @@ LORA = dict(rank=4, alpha=8.0, targets=("query", "value"))
 
 def load_pretrained():
     """``(model, tokenizer)``: the GPT pretrained in notebook 09 and its character tokenizer."""
-    from helpers import tokenizers, training
+    from helpers import tokenizers
     from helpers.paths import DATA_DIR
 
     model, checkpoint = training.load_model(DATA_DIR / PRETRAINED)
@@ -305,10 +306,8 @@ def _encode(tok, texts) -> torch.Tensor:
 @torch.no_grad()
 def predict(classifier, ids: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """The predicted class of every row of ``ids`` ``(N, T)``, in eval mode."""
-    was_training = classifier.training
-    classifier.eval()
-    out = torch.cat([classifier(ids[i: i + batch_size])[0].argmax(-1) for i in range(0, len(ids), batch_size)])
-    classifier.train(was_training)
+    with training.evaluating(classifier):
+        out = torch.cat([classifier(ids[i: i + batch_size])[0].argmax(-1) for i in range(0, len(ids), batch_size)])
     return out
 
 
@@ -322,7 +321,6 @@ def train_classifier(method: str, per_genre: int, steps: int | None = None, on_e
     ``on_eval(record)`` is called after every measurement. The learning rate is constant, so the
     first ``n`` steps of a long run equal a run of ``n`` steps (notebook 11 checks one live).
     """
-    from helpers import data, training
 
     settings = CLASSIFY
     steps = settings["steps"] if steps is None else steps
@@ -395,19 +393,17 @@ def answer_batch(tok, pairs, make_prompt=prompt, pad_id: int = 0):
 @torch.no_grad()
 def translate(model, tok, line: str, max_new_tokens: int = 80, make_prompt=prompt) -> str:
     """Greedy decoding of the model's modern version of ``line``, up to its first newline."""
-    was_training = model.training
-    model.eval()
-    ids = torch.tensor([tok.encode(make_prompt(line))])
-    newline = tok.encode("\n")[0]
-    out = []
-    for _ in range(max_new_tokens):
-        logits, _ = model(ids[:, -model.config.block_size:])
-        next_id = int(logits[0, -1].argmax())
-        if next_id == newline:
-            break
-        out.append(next_id)
-        ids = torch.cat((ids, torch.tensor([[next_id]])), dim=1)
-    model.train(was_training)
+    with training.evaluating(model):
+        ids = torch.tensor([tok.encode(make_prompt(line))])
+        newline = tok.encode("\n")[0]
+        out = []
+        for _ in range(max_new_tokens):
+            logits, _ = model(ids[:, -model.config.block_size:])
+            next_id = int(logits[0, -1].argmax())
+            if next_id == newline:
+                break
+            out.append(next_id)
+            ids = torch.cat((ids, torch.tensor([[next_id]])), dim=1)
     return tok.decode(out)
 
 
@@ -423,15 +419,13 @@ def modernisation_data():
 @torch.no_grad()
 def answer_loss(model, tok, pairs, make_prompt=prompt, batch_size: int = 50) -> float:
     """Mean cross-entropy on the answers of ``pairs`` given their prompts (teacher forcing)."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(pairs), batch_size):
-        x, y = answer_batch(tok, pairs[i: i + batch_size], make_prompt)
-        logits, _ = model(x)
-        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum").item()
-        count += int((y != -100).sum())
-    model.train(was_training)
+    with training.evaluating(model):
+        total, count = 0.0, 0
+        for i in range(0, len(pairs), batch_size):
+            x, y = answer_batch(tok, pairs[i: i + batch_size], make_prompt)
+            logits, _ = model(x)
+            total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum").item()
+            count += int((y != -100).sum())
     return total / count
 
 
@@ -450,7 +444,6 @@ def train_modernise(method: str, steps: int | None = None, on_eval=None):
     ``eval_every`` steps: the answer loss on held-out pairs and the language-model loss on the
     validation plays (forgetting). Returns ``(model, tokenizer, result)``; ``result`` has the
     history, final scores on the held-out pairs, trainable count and seconds."""
-    from helpers import data, training
 
     settings = MODERNISE
     steps = settings["steps"] if steps is None else steps
@@ -499,12 +492,8 @@ def save_adapter(model, path, **info) -> None:
     weights = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith((".A", ".B"))}
     if not weights:
         raise ValueError("the model has no LoRA matrices to save; call add_lora first")
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot save the adapter to {path}: the folder {path.parent} does not exist")
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save({"format": ADAPTER_FORMAT, "lora": dict(LORA), "weights": weights, "info": info}, temporary)
-    temporary.replace(path)
+    state = {"format": ADAPTER_FORMAT, "lora": dict(LORA), "weights": weights, "info": info}
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def _check_lora_settings(path, settings) -> None:
@@ -537,7 +526,6 @@ def load_adapter(path):
     or infinity. Loads with ``weights_only=True``: a file can hold data, never code."""
     from pathlib import Path
 
-    from helpers import training
     from helpers.training import CheckpointError
 
     path = Path(path)

@@ -22,10 +22,10 @@ import codecs
 import heapq
 import json
 import operator
-import os
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from helpers.artefacts import atomic_write
 
 # Python strings may hold lone surrogates (e.g. "\ud800"), which strict UTF-8 refuses;
 # "surrogatepass" encodes them too, so that decode(encode(s)) == s for every str.
@@ -304,18 +304,8 @@ class BPETokenizer:
     def save(self, path) -> None:
         """Write the merges to a small JSON file, atomically (a temporary file, then a rename).
         The folder must exist: a ``FileNotFoundError`` names ``path`` when it does not."""
-        path = Path(path)
         payload = json.dumps({"format": self.FORMAT, "merges": self.merges}, separators=(",", ":"))
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"cannot save the tokenizer to {path}: the folder {path.parent} does not exist")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(payload + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, payload + "\n")
 
     @classmethod
     def load(cls, path) -> "BPETokenizer":

@@ -12,14 +12,15 @@ shifted by one token as the targets, so every position is a next-token predictio
 A batch is ``batch_size`` such windows starting at random places: ``x`` and ``y`` are ``(B, T)``.
 """
 
+import contextlib
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from helpers.artefacts import atomic_write
 
 
 def random_batch(ids: torch.Tensor, batch_size: int, block_size: int, generator=None):
@@ -33,6 +34,18 @@ def random_batch(ids: torch.Tensor, batch_size: int, block_size: int, generator=
     return x, y
 
 
+@contextlib.contextmanager
+def evaluating(model):
+    """``with evaluating(model):`` runs its block in eval mode (no dropout) and puts the model back
+    in the mode it was in afterwards, even when the block raises or is interrupted (Ctrl-C)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def estimate_loss(model, ids: torch.Tensor, batch_size: int = 32, batches: int = 20, seed: int = 1234) -> float:
     """Mean cross-entropy (nats per token) of ``model`` on ``batches`` random batches of ``ids``.
@@ -42,13 +55,11 @@ def estimate_loss(model, ids: torch.Tensor, batch_size: int = 32, batches: int =
     The model is put in eval mode for the measurement and back in the mode it was in.
     """
     generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    losses = []
-    for _ in range(batches):
-        x, y = random_batch(ids, batch_size, model.config.block_size, generator)
-        losses.append(model(x, y)[1].item())
-    model.train(was_training)
+    with evaluating(model):
+        losses = []
+        for _ in range(batches):
+            x, y = random_batch(ids, batch_size, model.config.block_size, generator)
+            losses.append(model(x, y)[1].item())
     return sum(losses) / len(losses)
 
 
@@ -143,18 +154,7 @@ def save_checkpoint(path, model, train_config: TrainConfig | None = None, step: 
              "tokenizer_chars": tokenizer_chars,
              "optimizer": optimizer.state_dict() if optimizer is not None else None,
              "generator": generator.get_state() if generator is not None else None}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(state, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)          # like any new file (mkstemp makes it private)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path) -> dict:
@@ -431,17 +431,15 @@ def full_loss(model, ids: torch.Tensor, batch_size: int = 64) -> float:
     """Mean cross-entropy (nats per token) over **every** token of ``ids`` after the first, using
     the overlapping windows of :func:`scoring_windows`. Used for the numbers a model is reported by."""
     windows = scoring_windows(len(ids), model.config.block_size)
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i: i + batch_size]
-        x = torch.stack([ids[s: s + T] for s, T, _ in chunk])
-        y = torch.stack([ids[s + 1: s + T + 1] for s, T, _ in chunk])
-        logits, _ = model(x)
-        losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")   # (B, T)
-        for row, (_, T, first) in zip(losses, chunk):
-            total += row[first:].sum().item()
-            count += T - first
-    model.train(was_training)
+    with evaluating(model):
+        total, count = 0.0, 0
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i: i + batch_size]
+            x = torch.stack([ids[s: s + T] for s, T, _ in chunk])
+            y = torch.stack([ids[s + 1: s + T + 1] for s, T, _ in chunk])
+            logits, _ = model(x)
+            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")   # (B, T)
+            for row, (_, T, first) in zip(losses, chunk):
+                total += row[first:].sum().item()
+                count += T - first
     return total / count

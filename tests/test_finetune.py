@@ -330,5 +330,5 @@ def test_shipped_adapters_pass_the_checks():
 
 def test_saving_an_adapter_into_a_missing_folder_names_the_target(tmp_path):
     net, _ = finetune.prepare("lora")
-    with pytest.raises(FileNotFoundError, match=r"cannot save the adapter to .*nowhere.a\.pt"):
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*nowhere.a\.pt: the folder"):
         finetune.save_adapter(net, tmp_path / "nowhere" / "a.pt")

@@ -348,3 +348,34 @@ def test_shipped_checkpoints_pass_the_checks():
     for path in sorted(DATA_DIR.glob("*.pt")):
         if "lora" not in path.name:
             training.load_model(path)
+
+
+def test_evaluating_restores_the_mode_even_when_the_block_raises():
+    model = torch.nn.Dropout(0.5)
+    model.train()
+    with pytest.raises(KeyboardInterrupt):
+        with training.evaluating(model):
+            assert not model.training
+            raise KeyboardInterrupt
+    assert model.training
+    model.eval()
+    with training.evaluating(model):
+        pass
+    assert not model.training
+
+
+def test_atomic_write_leaves_nothing_behind_when_writing_fails(tmp_path):
+    from helpers.artefacts import atomic_write
+
+    target = tmp_path / "file.pt"
+    target.write_text("old")
+
+    def broken(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, broken)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["file.pt"]
+    atomic_write(target, "new")
+    assert target.read_text() == "new"

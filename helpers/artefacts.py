@@ -1,0 +1,89 @@
+"""Writing the course's files safely and saying how they were made (used from notebook 05 on).
+
+Two primitives that every command in ``scripts/`` and every ``save`` function share:
+
+* :func:`atomic_write`: a file is written to a temporary name in the same folder and renamed
+  over the target only when complete, so a crash or Ctrl-C never leaves half a tokenizer,
+  checkpoint or results file behind (a rename within one folder is atomic);
+* :func:`provenance`: the record stored with each shipped artefact (command, seed, wall
+  time, machine, threads, package versions, git commit, the corpus's SHA-256), so
+  ``data/README.md`` can say exactly how every file was made.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from helpers.paths import REPO_ROOT
+
+
+def atomic_write(path, content: str | bytes | Callable) -> Path:
+    """Write ``content`` to ``path`` atomically and return the path.
+
+    ``content`` is text, bytes, or a function that writes to the binary file it is given (for
+    example ``lambda f: torch.save(state, f)``). The folder must exist: a ``FileNotFoundError``
+    names ``path`` when it does not. The new file gets the usual permissions of a new file.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode("utf-8") if isinstance(content, str) else content)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)          # mkstemp makes the file private
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path, record, indent: int | None = 1) -> Path:
+    """``record`` as JSON (UTF-8, a final newline), written atomically."""
+    return atomic_write(path, json.dumps(record, indent=indent, ensure_ascii=False) + "\n")
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(seconds: float | None = None, seed: int | None = None, argv: list[str] | None = None) -> dict:
+    """How an artefact was made: the command (``argv``, default this process's), ``seed``, wall
+    time in ``seconds``, the machine, threads, Python/PyTorch/NumPy versions, git commit and the
+    SHA-256 of the corpus it was made from (``data/corpus.json``)."""
+    import numpy
+    import torch
+
+    from helpers import data
+
+    argv = sys.argv if argv is None else argv
+    script = Path(argv[0])
+    shown = script.relative_to(REPO_ROOT) if script.is_absolute() and REPO_ROOT in script.parents else script
+    record = {"command": " ".join(["python", str(shown), *argv[1:]]), "seed": seed,
+              "seconds": None if seconds is None else round(seconds, 1),
+              "machine": platform.machine(), "processor": platform.processor() or "unknown",
+              "threads": torch.get_num_threads(), "python": platform.python_version(),
+              "torch": torch.__version__, "numpy": numpy.__version__, "git": _git_commit()}
+    try:
+        record["corpus_sha256"] = data.corpus_fingerprint()["sha256"]
+    except (ModuleNotFoundError, FileNotFoundError):
+        record["corpus_sha256"] = "unavailable"
+    return record
