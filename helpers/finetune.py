@@ -1,4 +1,4 @@
-"""Adapting a pretrained GPT to a task (notebook 11_fine_tuning, being written).
+"""Adapting a pretrained GPT to a task (notebook 11_fine_tuning).
 
 - Data: :func:`genre_passages` (passages labelled by their play's genre; training passages
   from training plays, evaluation passages from held-out plays only) and
