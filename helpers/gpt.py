@@ -232,16 +232,16 @@ class GPT(nn.Module):
             elif name.endswith("bias"):
                 nn.init.zeros_(p)                                      # (LayerNorm weights stay 1)
 
-    def forward(self, idx, targets=None, mask=None, return_attention: bool = False):
+    def forward(self, idx, targets=None, mask=None):
         """``idx`` ``(B, T)`` int64 token ids, ``T <= block_size``.
 
         ``targets`` ``(B, T)``: the next token at each position; ``-100`` = ignore that position.
         ``mask``: bool ``(T, T)`` or ``(B, T, T)``, ``True`` = may attend (default: causal).
-        Returns ``(logits (B, T, vocab_size), loss or None)``, plus, when ``return_attention``,
-        the attention weights ``(n_layer, B, n_head, T, T)`` (computed by the from-scratch path).
+        Returns ``(logits (B, T, vocab_size), loss or None)``, always (as nanoGPT's model does);
+        :meth:`attention_maps` gives the attention weights.
         Ids or targets of the wrong type, shape or range get a clear error, not PyTorch's.
         """
-        hidden, attention = self._hidden(idx, mask, return_attention)
+        hidden, _ = self._hidden(idx, mask, False)
         if targets is not None:
             _check_targets(targets, idx.shape, self.config.vocab_size)
         logits = self.lm_head(hidden)                                                # (B, T, V)
@@ -249,9 +249,12 @@ class GPT(nn.Module):
         if targets is not None:
             B, T = idx.shape
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-100)
-        if return_attention:
-            return logits, loss, attention
         return logits, loss
+
+    def attention_maps(self, idx, mask=None):
+        """The attention weights of every layer and head, ``(n_layer, B, n_head, T, T)``, for ``idx``
+        ``(B, T)`` (computed by the from-scratch path, so they can be drawn; notebook 07)."""
+        return self._hidden(idx, mask, True)[1]
 
     def features(self, idx, mask=None):
         """The final hidden states ``(B, T, n_embd)``, after the last LayerNorm: what the head turns

@@ -47,7 +47,7 @@ def test_shapes_for_many_configs(config, batch, data):
     T = data.draw(st.integers(1, config.block_size))
     model = GPT(config)
     idx = torch.randint(0, config.vocab_size, (batch, T))
-    logits, loss, attention = model(idx, targets=idx, return_attention=True)
+    (logits, loss), attention = model(idx, targets=idx), model.attention_maps(idx)
     assert logits.shape == (batch, T, config.vocab_size)
     assert loss.shape == () and torch.isfinite(loss)
     assert attention.shape == (config.n_layer, batch, config.n_head, T, T)
@@ -141,9 +141,9 @@ def test_from_scratch_attention_equals_sdpa(mask_name):
     expected, _ = sdpa_model(idx, mask=mask)
     actual, _ = scratch_model(idx, mask=mask)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
-    # asking for the weights switches to the from-scratch path: same logits again
-    with_weights, _, attention = sdpa_model(idx, mask=mask, return_attention=True)
-    torch.testing.assert_close(with_weights, expected, atol=1e-5, rtol=1e-5)
+    # the weights come from the from-scratch path whichever path the model's forward uses
+    attention = sdpa_model.attention_maps(idx, mask=mask)
+    torch.testing.assert_close(attention, scratch_model.attention_maps(idx, mask=mask))
     torch.testing.assert_close(attention.sum(-1), torch.ones(attention.shape[:-1]))
     forbidden = ~mask.expand(3, 8, 8)[None, :, None]            # (1, B, 1, T, T)
     assert torch.all(attention.masked_select(forbidden.expand_as(attention)) == 0)

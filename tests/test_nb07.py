@@ -51,7 +51,7 @@ def small_model():
 def test_head_weights_match_the_model_and_the_switches_work(small_model):
     model, tok = small_model
     ids = tok.encode("KING RICHARD:\nWh")
-    _, _, weights = model(torch.tensor([ids]), return_attention=True)     # (layers, 1, heads, T, T)
+    weights = model.attention_maps(torch.tensor([ids]))     # (layers, 1, heads, T, T)
     for layer in (0, 1):
         for head in (0, 1):
             torch.testing.assert_close(attention.head_weights(model, ids, layer, head), weights[layer, 0, head])
