@@ -179,6 +179,24 @@ def backward_steps(root: Value) -> list[dict]:
     return steps
 
 
+def neuron_expression() -> Value:
+    """The running example of notebook 03: ``o = tanh(x1 w1 + x2 w2 + b)``, built from labelled Values."""
+    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
+    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
+    b = Value(6.8813735870195432, label="b")
+    x1w1 = x1 * w1
+    x1w1.label = "x1w1"
+    x2w2 = x2 * w2
+    x2w2.label = "x2w2"
+    s = x1w1 + x2w2
+    s.label = "sum"
+    n = s + b
+    n.label = "n"
+    o = n.tanh()
+    o.label = "o"
+    return o
+
+
 # --- random expressions, to test the engine against PyTorch ---------------------------
 
 OPS = ("add", "mul", "sub", "div", "tanh", "relu", "exp", "square", "sigmoid")

@@ -302,3 +302,24 @@ def train_dialogue(steps: int | None = None, on_eval=None):
             measure(step)
     history["seconds"] = round(time.perf_counter() - started, 1)
     return model.eval(), tok, history
+
+
+# ---------------------------------------------------------------- the masks side by side (notebook 12's figures)
+
+MASK_KINDS = ("causal (GPT)", "bidirectional (BERT)", "permutation (XLNet content)", "two streams (XLNet)")
+
+
+def family_mask(kind: str, T: int, seed: int = 0):
+    """``(mask, order)``: the attention mask of one of :data:`MASK_KINDS` for ``T`` positions, as a
+    NumPy bool array (a two-stream mask is ``2T x 2T``); ``order`` is the factorisation order
+    drawn with ``seed`` (``None`` for the first two)."""
+    if kind not in MASK_KINDS:
+        raise ValueError(f"kind must be one of {MASK_KINDS}, got {kind!r}")
+    if kind == MASK_KINDS[0]:
+        return gpt.causal_mask(T).numpy(), None
+    if kind == MASK_KINDS[1]:
+        return gpt.bidirectional_mask(T).numpy(), None
+    order = torch.randperm(T, generator=torch.Generator().manual_seed(seed)).tolist()
+    if kind == MASK_KINDS[2]:
+        return gpt.permutation_mask(order).numpy(), order
+    return two_stream_mask(order).numpy(), order

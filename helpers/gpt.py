@@ -355,20 +355,28 @@ def _next_token_probs(logits, temperature: float, top_k) -> torch.Tensor:
 
 # ---------------------------------------------------------------- sizes and costs (notebook 08)
 
+def parameters_by_part(config: GPTConfig) -> dict[str, int]:
+    """The model's parameters counted by part, in closed form (``C`` = n_embd, ``b`` = 1 with
+    biases, else 0): token embedding ``V*C`` (shared with the head, so counted once), positions
+    ``block_size*C``, and over the ``n_layer`` blocks attention ``4*C*C + 4*b*C`` each (query, key,
+    value, proj), MLP ``8*C*C + 5*b*C`` each, and layer norms ``C + b*C`` each, two a block plus
+    the final one. Notebook 08's size explorer draws these; they add up to :func:`count_parameters`.
+    """
+    C, b, L = config.n_embd, int(config.bias), config.n_layer
+    return {"token embedding (= head)": config.vocab_size * C, "position embedding": config.block_size * C,
+            "attention": L * (4 * C * C + 4 * b * C), "MLP": L * (8 * C * C + 5 * b * C),
+            "layer norms": (2 * L + 1) * (C + b * C)}
+
+
 def count_parameters(config: GPTConfig) -> int:
-    """The model's parameter count in closed form (``C`` = n_embd, ``b`` = 1 with biases, else 0):
+    """The model's parameter count in closed form: the sum of :func:`parameters_by_part`,
 
     token embedding ``V*C`` (shared with the head, so counted once) + positions ``block_size*C``
     + per block: attention ``4*C*C + 4*b*C`` (query, key, value, proj), MLP ``8*C*C + 5*b*C``,
     two LayerNorms ``2*(C + b*C)`` + final LayerNorm ``C + b*C``.
     Equals ``sum(p.numel() for p in GPT(config).parameters())``.
     """
-    C, b = config.n_embd, int(config.bias)
-    attention = 4 * C * C + 4 * b * C
-    mlp = 8 * C * C + 5 * b * C
-    layer_norm = C + b * C
-    per_block = attention + mlp + 2 * layer_norm
-    return config.vocab_size * C + config.block_size * C + config.n_layer * per_block + layer_norm
+    return sum(parameters_by_part(config).values())
 
 
 def flops_per_token(config: GPTConfig, seq_len=None) -> int:

@@ -5,6 +5,8 @@ simplest useful one looks at one token of context: a **bigram** model, which is 
 ``P[a, b] = P(next = b | current = a)`` estimated by counting.
 """
 
+import functools
+
 import numpy as np
 
 
@@ -69,3 +71,17 @@ def sample(probs: np.ndarray, start: int, length: int, temperature: float = 1.0,
         current = int(rng.choice(len(probs), p=adjust(probs[current], temperature, top_k)))
         out.append(current)
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def corpus_bigram(split: str = "train", alpha: float = 1.0):
+    """``(tokenizer, counts, probs)``: notebook 06's character bigram model of the corpus ``split``
+    (a ``CharTokenizer`` of its characters, :func:`bigram_counts` and :func:`bigram_probs` with
+    add-``alpha`` smoothing). Computed once per ``(split, alpha)``, then cached: treat the arrays
+    as read-only."""
+    from helpers import data, tokenizers
+
+    text = data.corpus_text(split)
+    tok = tokenizers.CharTokenizer(text)
+    counts = bigram_counts(tok.encode(text), tok.vocab_size)
+    return tok, counts, bigram_probs(counts, alpha=alpha)

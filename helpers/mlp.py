@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helpers import toy_data
+
 
 class MLP(nn.Module):
     """Fully connected layers with ReLUs between them; the last layer gives one logit per example.
@@ -99,3 +101,15 @@ def predict_proba(model, X) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         return torch.sigmoid(model(torch.as_tensor(X, dtype=torch.float32))).numpy()
+
+
+def train_on_moons(hidden: int = 32, noise: float = 0.3, epochs: int = 100) -> dict:
+    """Notebook 04's explorer experiment: 100 moons points with ``noise``, half held out, and an
+    MLP with two hidden layers of ``hidden`` neurons (seeded) trained for ``epochs`` full-batch
+    Adam steps at rate 0.01. Returns ``{"model", "history", "train": (X, y), "validation": (X, y)}``."""
+    X, y = toy_data.moons(n=100, noise=noise, seed=0)
+    X_train, y_train, X_val, y_val = toy_data.train_val_split(X, y, val_fraction=0.5, seed=0)
+    torch.manual_seed(0)
+    model = MLP((2, hidden, hidden, 1))
+    history = train_classifier(model, X_train, y_train, X_val, y_val, epochs=epochs, batch_size=None, lr=0.01)
+    return {"model": model, "history": history, "train": (X_train, y_train), "validation": (X_val, y_val)}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import attention, data, experiments, gpt, plots, tokenizers
+from helpers import attention, data, experiments, gpt, language_model, plots, tokenizers
 from helpers.paths import data_path
 
 LINE = "KING RICHARD:\nWhat news, cousin?"          # notebook 07's line: 32 characters
@@ -252,7 +252,7 @@ def test_the_attention_explorer_labels_both_panels_and_fits(small):
 # --- one whitespace convention for characters ---------------------------------------------
 
 def test_character_figures_show_space_and_new_line_the_same_way():
-    tok, counts, _ = plots._bigram_model()
+    tok, counts, _ = language_model.corpus_bigram()
     fig = plots.make_bigram_table(counts, tok.chars)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels[:2] == ["␣", "⏎"]
@@ -273,7 +273,8 @@ def figure_makers():
         "loss landscape (02)": lambda: plots.make_loss_landscape(),
         "backward step (03)": lambda: plots.make_backward_step(3),
         "training explorer (04)": lambda: plots.make_training_explorer(8, 0.3, 10),
-        "bigram table (06)": lambda: plots.make_bigram_table(plots._bigram_model()[1], plots._bigram_model()[0].chars),
+        "bigram table (06)": lambda: plots.make_bigram_table(language_model.corpus_bigram()[1],
+                                                              language_model.corpus_bigram()[0].chars),
         "sweep explorer (10)": lambda: plots.make_sweep_explorer(sweeps["runs"], "amount of data", "both"),
         "play losses (10)": lambda: plots.make_play_losses(sweeps["plays"]),
         "fine-tuning explorer (11)": lambda: plots.make_finetune_explorer(genre["runs"], baselines),

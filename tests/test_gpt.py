@@ -61,6 +61,21 @@ def test_parameter_formula_equals_real_count(config):
     assert gpt.count_parameters(config) == sum(p.numel() for p in model.parameters())
 
 
+@settings(max_examples=40)
+@given(configs)
+def test_parameters_by_part_count_each_part_of_the_real_model(config):
+    parts = gpt.parameters_by_part(config)
+    assert sum(parts.values()) == gpt.count_parameters(config)
+    real = {"token embedding (= head)": 0, "position embedding": 0, "attention": 0, "MLP": 0, "layer norms": 0}
+    for name, p in GPT(config).named_parameters():          # the tied head is listed once, as the embedding
+        part = ("token embedding (= head)" if name.startswith("token_embedding") else
+                "position embedding" if name.startswith("position_embedding") else
+                "attention" if ".attn." in name else "MLP" if ".mlp." in name else "layer norms")
+        assert part != "layer norms" or "ln_" in name, name
+        real[part] += p.numel()
+    assert parts == real
+
+
 def test_head_is_tied_to_token_embedding():
     model = tiny()
     assert model.lm_head.weight is model.token_embedding.weight

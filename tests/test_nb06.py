@@ -136,7 +136,7 @@ def test_sampling_is_seeded():
 
 
 def test_bigram_table_figure():
-    tok, counts, _ = plots._bigram_model()
+    tok, counts, _ = lm.corpus_bigram()
     fig = plots.make_bigram_table(counts, tok.chars)
     assert "follows" in fig.axes[0].get_title()
     plt.close(fig)

@@ -1,0 +1,46 @@
+"""The course's figures: one module of shared primitives, one module per part of the course.
+
+=======================  =====================================================================
+module                   serves
+=======================  =====================================================================
+``plots.common``         every notebook: palette, ``new_figure``, ``show``, ``to_png``, decision
+                         regions, loss curves, attention heat maps, plain log ticks,
+                         ``LiveLoss``, and the one way of showing whitespace
+``plots.networks``       part 1: 00_start_here, 01_neurons_and_layers, 02_learning_from_data,
+                         03_backpropagation, 04_training_networks
+``plots.text``           part 2: 05_text_to_numbers, 06_next_token_prediction
+``plots.transformer``    part 3: 07_attention, 08_the_transformer
+``plots.pretraining``    part 4: 09_pretraining, 10_evaluation_and_data
+``plots.adaptation``     part 5: 11_fine_tuning, 12_model_families
+=======================  =====================================================================
+
+Notebooks write ``from helpers import plots`` and call ``plots.make_...``: every name they use
+is imported here. Logic that is not a figure lives in the module of its concept (a few names of
+those are re-exported here because notebooks reach them through ``plots``).
+"""
+
+# shared primitives (every notebook)
+from helpers.plots.common import (CLASS_COLORS, DPI, FIGSIZE, LiveLoss, attention_heatmap, character_ticks,
+                                  decision_regions, loss_curves, new_figure, plain_log_ticks, scatter_classes, show,
+                                  to_png, visible_whitespace)
+
+# part 1: networks (notebooks 00-04)
+from helpers.autograd import neuron_expression                 # not a figure: notebook 03 reaches it here
+from helpers.plots.networks import (draw_graph, make_activations, make_backward_step, make_first_slider,
+                                    make_learning_rate_comparison, make_loss_landscape, make_network_diagram,
+                                    make_neuron_boundary, make_training_explorer)
+
+# part 2: text (notebooks 05-06)
+from helpers.plots.text import TOKEN_COLORS, make_bigram_table, make_sampling_explorer, make_token_colours
+
+# part 3: the transformer (notebooks 07-08)
+from helpers.plots.transformer import make_attention_explorer, make_attention_heads, make_size_explorer, model_size
+
+# part 4: pretraining (notebooks 09-10)
+from helpers.plots.pretraining import (SWEEP_FAMILIES, SWEEP_LABELS, make_generation_explorer, make_play_losses,
+                                       make_schedule, make_sweep_explorer)
+
+# part 5: adaptation (notebooks 11-12)
+from helpers.families import MASK_KINDS, family_mask            # not a figure: notebook 12 reaches it here
+from helpers.plots.adaptation import (METHOD_COLOURS, METHOD_LABELS, confusion_figure, make_finetune_explorer,
+                                      make_mask_explorer)
