@@ -11,11 +11,8 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from helpers import data, tokenizers  # noqa: E402
+from helpers import data, tokenizers
 
 
 def timed(fn, runs):

@@ -4,28 +4,27 @@ Usage:  OMP_NUM_THREADS=1 python bench/bench_gpt.py [--model nanogpt|shipped] [-
 
 Models: ``nanogpt``, nanoGPT's CPU configuration (n_layer=4, n_head=4, n_embd=128, block_size=64,
 a 65-character vocabulary, dropout 0), batches of 12 x 64 tokens; ``shipped``, the course's
-pretrained model (``data/make_pretrained.py``: n_layer=4, n_head=4, n_embd=192, block_size=128,
-78 characters), batches of 16 x 128 tokens. For each attention path of
-``helpers/gpt.py`` (from scratch, and PyTorch's ``scaled_dot_product_attention``) it times a
-forward+backward pass and a forward+backward+AdamW step: median of ``--runs`` timed steps after
-``--warmup`` untimed ones. The machine's peak is the median speed of 512x512 float32 matmuls on
-the same thread; MFU = tokens/s x ``gpt.flops_per_token(config)`` / that matmul FLOP/s.
+pretrained model (``helpers.training.SHIPPED_MODEL`` and ``SHIPPED_TRAIN``, which
+``scripts/make_pretrained.py`` trains: n_layer=4, n_head=4, n_embd=192, block_size=128, 78
+characters), batches of 16 x 128 tokens. For each attention path of ``helpers/gpt.py`` (from
+scratch, and PyTorch's ``scaled_dot_product_attention``) it times a forward+backward pass and a
+forward+backward+AdamW step: median of ``--runs`` timed steps after ``--warmup`` untimed ones.
+The machine's peak is the median speed of 512x512 float32 matmuls on the same thread; MFU =
+tokens/s x ``gpt.flops_per_token(config)`` / that matmul FLOP/s.
 """
 
 import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from helpers import gpt, training
 
-from helpers import gpt  # noqa: E402
-
+# {name: (model sizes, batch size)}; the shipped model reads the 78 characters of the training plays.
 MODELS = {"nanogpt": (dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128), 12),
-          "shipped": (dict(vocab_size=78, block_size=128, n_layer=4, n_head=4, n_embd=192), 16)}
+          "shipped": (dict(vocab_size=78, **training.SHIPPED_MODEL), training.SHIPPED_TRAIN["batch_size"])}
 
 
 def median_seconds(step, runs: int, warmup: int) -> float:
@@ -49,7 +48,7 @@ def matmul_flops_per_second(runs: int, size: int = 512, repeat: int = 10) -> flo
 def bench_path(sizes: dict, batch: int, use_sdpa: bool, runs: int, warmup: int):
     """Median seconds of (forward+backward, forward+backward+AdamW) for one attention path."""
     torch.manual_seed(0)
-    config = gpt.GPTConfig(**sizes, dropout=0.0, use_sdpa=use_sdpa)
+    config = gpt.GPTConfig(**{**sizes, "dropout": 0.0, "use_sdpa": use_sdpa})
     model = gpt.GPT(config)
     x = torch.randint(0, config.vocab_size, (batch, config.block_size))
     y = torch.randint(0, config.vocab_size, (batch, config.block_size))

@@ -8,8 +8,14 @@ Two primitives that every command in ``scripts/`` and every ``save`` function sh
 * :func:`provenance`: the record stored with each shipped artefact (command, seed, wall
   time, machine, threads, package versions, git commit, the corpus's SHA-256), so
   ``data/README.md`` can say exactly how every file was made.
+
+And what the long commands in ``scripts/`` share: :func:`command_parser` and
+:func:`start_command` (``--out``, ``--threads``, the output folder) and, for a results file
+filled run by run, :func:`partial_path` and :func:`finish_partial` (an interrupted command never
+replaces a complete file with an unfinished one).
 """
 
+import argparse
 import json
 import os
 import platform
@@ -81,9 +87,62 @@ def provenance(seconds: float | None = None, seed: int | None = None, argv: list
               "seconds": None if seconds is None else round(seconds, 1),
               "machine": platform.machine(), "processor": platform.processor() or "unknown",
               "threads": torch.get_num_threads(), "python": platform.python_version(),
-              "torch": torch.__version__, "numpy": numpy.__version__, "git": _git_commit()}
+              "torch": str(torch.__version__),          # a plain str: torch.load(weights_only=True) reads it
+              "numpy": numpy.__version__, "git": _git_commit()}
     try:
         record["corpus_sha256"] = data.corpus_fingerprint()["sha256"]
     except (ModuleNotFoundError, FileNotFoundError):
         record["corpus_sha256"] = "unavailable"
     return record
+
+
+def partial_path(path) -> Path:
+    """Where a command that fills ``path`` run by run keeps it until complete: ``name.partial.json``
+    beside ``name.json``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def finish_partial(path, record) -> Path:
+    """Write the complete ``record`` to ``path`` (atomically) and remove ``partial_path(path)``.
+
+    A command saves its record to :func:`partial_path` after every run and calls this once at the
+    end, so an interruption loses at most one run and never replaces a complete file."""
+    write_json(path, record)
+    partial_path(path).unlink(missing_ok=True)
+    return Path(path)
+
+
+def command_parser(script, doc: str, threads: int | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the command in the file ``script`` (its ``__file__``), described by
+    the first line of ``doc`` (its docstring), with ``--out`` (the folder for its files, default
+    ``data/``) and, when ``threads`` is given, ``--threads`` (PyTorch CPU threads, default
+    ``threads``). Its ``prog`` is the script's path from the repository root, as
+    :func:`start_command` records it."""
+    from helpers.paths import DATA_DIR
+
+    script = Path(script).resolve()
+    prog = script.relative_to(REPO_ROOT).as_posix() if REPO_ROOT in script.parents else str(script)
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DATA_DIR, help="folder for the files (default: data/)")
+    if threads is not None:
+        parser.add_argument("--threads", type=int, default=threads,
+                            help=f"PyTorch CPU threads (default {threads})")
+    return parser
+
+
+def start_command(parser: argparse.ArgumentParser, argv: list[str] | None = None,
+                  threads: int | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default: this process's arguments) with a :func:`command_parser`, set
+    PyTorch's CPU threads (to ``threads`` when the command fixes them, else to ``--threads``, if
+    it has that option), make the ``--out`` folder, and return the arguments. ``args.argv`` is the
+    command line, script first, for :func:`provenance`."""
+    args = parser.parse_args(argv)
+    args.argv = [parser.prog, *(sys.argv[1:] if argv is None else argv)]
+    threads = getattr(args, "threads", None) if threads is None else threads
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args

@@ -7,7 +7,7 @@ caused by it, or by chance (a run with another seed shows how large chance is).
 
 - :func:`add_noise`, :func:`with_duplicates`, :func:`fraction_of_plays`: make training texts.
 - :func:`run`: one training run with the shared settings, returning its curve and its losses.
-  ``data/make_sweeps.py`` calls it for every point stored in ``data/sweeps.json``; notebook 10
+  ``scripts/make_sweeps.py`` calls it for every point stored in ``data/sweeps.json``; notebook 10
   calls it again for one small point and checks that it gets the stored number.
 - :func:`fit_power_law`: the straight line through a log-log plot.
 """

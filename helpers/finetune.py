@@ -530,7 +530,7 @@ def load_adapter(path):
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such adapter file; make it with python data/make_finetune.py")
+        raise CheckpointError(f"{path}: no such adapter file; make it with python scripts/make_finetune.py")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -2,8 +2,8 @@
 
 Usage (from the repository root):
 
-    python data/make_families.py                 # about 12 minutes on one core
-    python data/make_families.py --out /tmp/try  # somewhere else
+    python scripts/make_families.py                 # about 12 minutes on one core
+    python scripts/make_families.py --out /tmp/try  # somewhere else
 
 Writes, in ``data/``:
 
@@ -13,33 +13,22 @@ Writes, in ``data/``:
   stored in float16;
 - ``dialogue_lora.pt``: a LoRA adapter that turns the pretrained GPT into a speech -> reply model
   (``DIALOGUE``: 600 steps of 16 pairs);
-- ``families.json``: every training curve, the settings and how the files were made.
+- ``families.json``: every training curve, the settings and how the files were made
+  (``helpers.artefacts.provenance``).
 
 One thread, so that notebook 12's short live runs repeat the stored curves digit for digit.
 Every file is written atomically (a temporary file, then renamed).
 """
 
-import argparse
-import json
-import platform
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import torch  # noqa: E402
-
-from helpers import families, finetune, training  # noqa: E402
-from helpers.paths import DATA_DIR  # noqa: E402
+from helpers import artefacts, families, finetune, training
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DATA_DIR, help="folder for the files (default: data/)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
+    parser = artefacts.command_parser(__file__, __doc__)
+    args = artefacts.start_command(parser, argv, threads=1)
     started = time.perf_counter()
     tok, mask_id = families.tokenizer_and_mask_id()
     result = {"settings": {"train": families.TRAIN, "window": families.WINDOW,
@@ -57,16 +46,11 @@ def main(argv=None) -> int:
     print("dialogue ...", flush=True)
     model, _, history = families.train_dialogue(on_eval=lambda h: print("  ", h, flush=True))
     result["dialogue"] = history
-    finetune.save_adapter(model, args.out / "dialogue_lora.pt", steps=families.DIALOGUE["steps"],
-                          command="python data/make_families.py")
-    result["provenance"] = {"command": "python " + " ".join(["data/make_families.py"] + sys.argv[1:]),
-                            "threads": torch.get_num_threads(), "torch": torch.__version__,
-                            "python": platform.python_version(), "machine": platform.machine(),
-                            "seconds": round(time.perf_counter() - started, 1)}
-    path = args.out / "families.json"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(result, indent=1) + "\n")
-    temporary.replace(path)
+    made = artefacts.provenance(seconds=history["seconds"], seed=families.DIALOGUE["seed"], argv=args.argv)
+    finetune.save_adapter(model, args.out / "dialogue_lora.pt", steps=families.DIALOGUE["steps"], provenance=made)
+    result["provenance"] = artefacts.provenance(seconds=time.perf_counter() - started, seed=families.TRAIN["seed"],
+                                                argv=args.argv)
+    artefacts.write_json(args.out / "families.json", result)
     return 0
 
 

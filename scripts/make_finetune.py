@@ -2,9 +2,9 @@
 
 Usage (from the repository root):
 
-    python data/make_finetune.py                    # both parts, one after the other (~90 min, 1 core)
-    python data/make_finetune.py --part genre       # the classification grid only (~43 min)
-    python data/make_finetune.py --part modernise   # the generative task only (~43 min; run both at once on 2 cores)
+    python scripts/make_finetune.py                    # both parts, one after the other (~90 min, 1 core)
+    python scripts/make_finetune.py --part genre       # the classification grid only (~43 min)
+    python scripts/make_finetune.py --part modernise   # the generative task only (~43 min; run both at once on 2 cores)
 
 ``--part genre`` fine-tunes the shipped GPT (``data/gpt_shakespeare.pt``) to label 256-character
 passages with their play's genre, by each of ``finetune.METHODS`` and with 20, 80 and 320
@@ -15,46 +15,27 @@ training passages per genre, measured on passages from the six held-out plays
 rewrite a Shakespearean line in modern English (``MODERNISE``); results in
 ``data/finetune_modernise.json`` and the LoRA matrices in ``data/modernise_lora.pt``.
 
-Each part writes ``<name>.partial.json`` after every run and renames it when complete, so an
-interrupted run never replaces a complete file. One thread: the notebook reruns one point live
-on one thread (as the tests do) and compares every digit.
+Each part writes ``<name>.partial.json`` after every run and ``<name>.json`` when complete
+(removing the partial file), so an interrupted run never replaces a complete file; with the
+results, how they were made (``helpers.artefacts.provenance``). One thread: the notebook reruns
+one point live on one thread (as the tests do) and compares every digit.
 """
 
-import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import torch  # noqa: E402
-
-from helpers import finetune  # noqa: E402
-from helpers.paths import DATA_DIR  # noqa: E402
+from helpers import artefacts, finetune
 
 SIZES = (20, 80, 320)              # training passages per genre
 LIVE_CHECK = ("full", 20)          # notebook 11 reruns the first 25 steps of this run
 
 
-def provenance(seconds: float) -> dict:
-    return {"command": "python " + " ".join(["data/make_finetune.py"] + sys.argv[1:]),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "seconds": round(seconds, 1)}
-
-
-def write(path: Path, result: dict) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(result, indent=1) + "\n")
-    temporary.replace(path)
-
-
-def genre(out: Path) -> None:
+def genre(out: Path, argv: list[str]) -> None:
     started = time.perf_counter()
     result = {"settings": {**finetune.CLASSIFY, "sizes": SIZES, "lora": finetune.LORA}, "live_check": LIVE_CHECK,
               "runs": {}}
-    partial = out / "finetune_genre.partial.json"
+    path = out / "finetune_genre.json"
     for per_genre in SIZES:
         for method in finetune.METHODS:
             name = f"{method}-{per_genre}"
@@ -62,41 +43,39 @@ def genre(out: Path) -> None:
             result["runs"][name] = finetune.train_classifier(method, per_genre)
             print(f"  accuracy {result['runs'][name]['history']['accuracy']}, "
                   f"{result['runs'][name]['seconds']} s", flush=True)
-            write(partial, result)
-    result["provenance"] = provenance(time.perf_counter() - started)
-    write(partial, result)
-    partial.replace(out / "finetune_genre.json")
+            artefacts.write_json(artefacts.partial_path(path), result)
+    result["provenance"] = artefacts.provenance(seconds=time.perf_counter() - started, seed=finetune.CLASSIFY["seed"],
+                                                argv=argv)
+    artefacts.finish_partial(path, result)
 
 
-def modernise(out: Path) -> None:
+def modernise(out: Path, argv: list[str]) -> None:
     started = time.perf_counter()
     result = {"settings": {**finetune.MODERNISE, "lora": finetune.LORA}, "runs": {}}
-    partial = out / "finetune_modernise.partial.json"
+    path = out / "finetune_modernise.json"
     for method in ("full", "lora", "scratch"):
         print(f"{method} ...", flush=True)
         model, _, run = finetune.train_modernise(method, on_eval=lambda h: print("  ", h, flush=True))
         print(f"  CER {run['final']['cer']}, exact {run['final']['exact']}, {run['seconds']} s", flush=True)
         result["runs"][method] = run
-        write(partial, result)
+        artefacts.write_json(artefacts.partial_path(path), result)
         if method == "lora":
+            made = artefacts.provenance(seconds=run["seconds"], seed=finetune.MODERNISE["seed"], argv=argv)
             finetune.save_adapter(model, out / "modernise_lora.pt", steps=run["steps"], cer=run["final"]["cer"],
-                                  exact=run["final"]["exact"], command="python data/make_finetune.py --part modernise")
-    result["provenance"] = provenance(time.perf_counter() - started)
-    write(partial, result)
-    partial.replace(out / "finetune_modernise.json")
+                                  exact=run["final"]["exact"], provenance=made)
+    result["provenance"] = artefacts.provenance(seconds=time.perf_counter() - started, seed=finetune.MODERNISE["seed"],
+                                                argv=argv)
+    artefacts.finish_partial(path, result)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = artefacts.command_parser(__file__, __doc__)
     parser.add_argument("--part", choices=("genre", "modernise", "all"), default="all")
-    parser.add_argument("--out", type=Path, default=DATA_DIR, help="folder for the results (default: data/)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = artefacts.start_command(parser, argv, threads=1)
     if args.part in ("genre", "all"):
-        genre(args.out)
+        genre(args.out, args.argv)
     if args.part in ("modernise", "all"):
-        modernise(args.out)
+        modernise(args.out, args.argv)
     return 0
 
 

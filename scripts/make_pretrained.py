@@ -2,51 +2,42 @@
 
 Usage (from the repository root):
 
-    python data/make_pretrained.py                 # the shipped model (about 30 minutes on 2 cores)
-    python data/make_pretrained.py --resume        # continue an interrupted run
-    python data/make_pretrained.py --steps 200 --out /tmp/try   # a quick try elsewhere
+    python scripts/make_pretrained.py                 # the shipped model (about 30 minutes on 2 cores)
+    python scripts/make_pretrained.py --resume        # continue an interrupted run
+    python scripts/make_pretrained.py --steps 200 --out /tmp/try   # a quick try elsewhere
 
-Writes ``<out>/gpt_shakespeare.pt`` (float16 weights, no optimizer state), snapshots
-``gpt_shakespeare.stepNNNNNN.pt`` (int8 weights) along the way (for notebook 09's "watch text emerge"), and
-``gpt_shakespeare.json``: the configuration, seed, wall time, machine, the loss history and the
-final training, held-out and test losses over every character of those plays. The working
-checkpoint with optimizer state (for ``--resume``) is ``<out>/.gpt_shakespeare.work.pt``.
+The model and its training are ``helpers.training.SHIPPED_MODEL`` and ``SHIPPED_TRAIN`` (each
+number can be changed with an option: ``--n-embd 128``). Writes ``<out>/gpt_shakespeare.pt``
+(float16 weights, no optimizer state), snapshots ``gpt_shakespeare.stepNNNNNN.pt`` (int8 weights)
+along the way (for notebook 09's "watch text emerge"), and ``gpt_shakespeare.json``: the
+configuration, the loss history, the final training, held-out and test losses over every
+character of those plays, the training run's wall time (``training_wall_seconds``) and how the
+file was made (``helpers.artefacts.provenance``: command, seed, total seconds, threads, machine,
+versions). The working checkpoint with optimizer state (for ``--resume``) is
+``<out>/.gpt_shakespeare.work.pt``.
 """
 
-import argparse
-import json
 import math
-import platform
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from helpers import data, gpt, tokenizers, training  # noqa: E402
-from helpers.paths import DATA_DIR  # noqa: E402
+from helpers import artefacts, data, gpt, tokenizers, training
 
 NAME = "gpt_shakespeare"
-# The shipped model (chosen by the runs recorded in data/README.md).
-MODEL = dict(n_layer=4, n_head=4, n_embd=192, block_size=128, dropout=0.0)   # 1,819,392 parameters
-TRAIN = dict(steps=4800, batch_size=16, lr=2e-3, min_lr=1e-4, warmup_steps=200, weight_decay=0.1,
-             beta2=0.99, grad_clip=1.0, eval_every=400, eval_batches=10, seed=1337)
+MODEL, TRAIN = training.SHIPPED_MODEL, training.SHIPPED_TRAIN
 SNAPSHOTS = (100, 500, 1500)          # besides the final model; each about 1.9 MB in int8
 MODEL_SEED = 1337
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DATA_DIR)
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
+    parser = artefacts.command_parser(__file__, __doc__, threads=2)
     parser.add_argument("--resume", action="store_true", help="continue from the working checkpoint")
     for key, value in {**MODEL, **TRAIN}.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = artefacts.start_command(parser, argv)
 
     text = data.corpus_text("train")
     tok = tokenizers.CharTokenizer(text)
@@ -63,7 +54,6 @@ def main(argv=None) -> int:
     print(f"training: {asdict(train_config)}; {tokens:,} tokens = {tokens / len(train_ids):.1f} passes "
           f"over {len(train_ids):,} training characters; {args.threads} thread(s)")
 
-    args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / f".{NAME}.work.pt"
     final = args.out / f"{NAME}.pt"
     started = time.perf_counter()
@@ -85,17 +75,15 @@ def main(argv=None) -> int:
     shipped, _ = training.load_model(final)              # evaluate exactly what ships (float16 weights)
     losses = {split: training.full_loss(shipped, ids) for split, ids in
               (("train (first 200,000 characters)", train_ids[:200_000]), ("validation", val_ids), ("test", test_ids))}
-    record = {"command": " ".join(["python data/make_pretrained.py", *(argv if argv is not None else sys.argv[1:])]),
-              "model_seed": MODEL_SEED, "model_config": asdict(config), "train_config": asdict(train_config),
+    record = {**artefacts.provenance(seconds=time.perf_counter() - started, seed=MODEL_SEED, argv=args.argv),
+              "model_config": asdict(config), "train_config": asdict(train_config),
               "parameters": gpt.count_parameters(config), "tokens_seen": tokens,
-              "training_wall_seconds": round(wall, 1), "threads": args.threads, "torch": torch.__version__,
-              "python": platform.python_version(), "machine": platform.machine(),
-              "resumed": args.resume, "history": history,
+              "training_wall_seconds": round(wall, 1), "resumed": args.resume, "history": history,
               "final_loss_nats_per_char": {k: round(v, 4) for k, v in losses.items()},
               "final_bits_per_char": {k: round(v / math.log(2), 4) for k, v in losses.items()},
               "final_perplexity": {k: round(math.exp(v), 3) for k, v in losses.items()},
               "snapshots": [f"{NAME}.step{s:06d}.pt" for s in SNAPSHOTS if s < train_config.steps]}
-    (args.out / f"{NAME}.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    artefacts.write_json(args.out / f"{NAME}.json", record)
     for split, loss in losses.items():
         print(f"{split}: {loss:.4f} nats = {loss / math.log(2):.4f} bits per character, perplexity {math.exp(loss):.3f}")
     print(f"training took {wall / 60:.1f} min; wrote {final} ({final.stat().st_size:,} bytes)")

@@ -2,33 +2,29 @@
 
 Usage (from the repository root):
 
-    python data/make_sweeps.py                  # every experiment (about 20 minutes on 2 cores)
-    python data/make_sweeps.py --resume         # continue an interrupted sweep
-    python data/make_sweeps.py --only noise-0.1 --out /tmp/try   # one run, into /tmp/try/sweeps.json
+    python scripts/make_sweeps.py                  # every experiment (about 20 minutes on 2 cores)
+    python scripts/make_sweeps.py --resume         # continue an interrupted sweep
+    python scripts/make_sweeps.py --only noise-0.1 --out /tmp/try   # one run, into /tmp/try/sweeps.json
 
 Every run trains the same small GPT (``helpers/experiments.py``: ``MODEL``, ``TRAIN``, seed 1337)
 on a different training text, or (the size sweep) a different width and depth on the full text,
 and measures it on the same fixed windows of the held-out plays (``baseline-seed-2`` repeats
 the baseline with seed 2, to show how large chance is). A full sweep writes
 ``sweeps.partial.json`` after each run (an interruption loses at most one run; ``--resume``
-continues it) and renames it to ``sweeps.json`` at the end; ``--only`` updates ``sweeps.json``
-in place. Also stored: the shipped model's loss
-on the first 20,000 characters of every play (seen and unseen).
+continues it), then ``sweeps.json`` at the end (removing the partial file); ``--only`` updates
+``sweeps.json`` in place. Each run records how it was made (``helpers.artefacts.provenance``: command, seed,
+seconds, threads, machine, versions). Also stored: the shipped model's loss on the first 20,000
+characters of every play (seen and unseen).
 """
 
-import argparse
 import json
-import platform
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from helpers import data, experiments, tokenizers, training  # noqa: E402
-from helpers.paths import DATA_DIR  # noqa: E402
+from helpers import artefacts, data, experiments, tokenizers, training
+from helpers.paths import DATA_DIR
 
 FRACTIONS = (256, 64, 16, 4)                         # 1/256 ... 1/4 of every play (the baseline is all of it)
 NOISE = (0.03, 0.1, 0.3)
@@ -97,40 +93,29 @@ def per_play_losses() -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DATA_DIR)
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch CPU threads (default 2)")
+    parser = artefacts.command_parser(__file__, __doc__, threads=2)
     parser.add_argument("--resume", action="store_true", help="keep the runs already stored")
     parser.add_argument("--only", nargs="*", help="run only these experiments (names as in the file)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = artefacts.start_command(parser, argv)
     path = args.out / "sweeps.json"
-    # A full sweep writes sweeps.partial.json and renames it when every run is done, so that an
-    # interrupted sweep never replaces a complete file; --only edits sweeps.json run by run.
-    partial = args.out / "sweeps.partial.json"
+    # A full sweep writes sweeps.partial.json after every run and sweeps.json when every run is
+    # done, so that an interrupted sweep never replaces a complete file; --only edits sweeps.json.
+    partial = artefacts.partial_path(path)
     target = path if args.only else partial
     source = path if args.only else (partial if args.resume and partial.exists() else path if args.resume else None)
     record = json.loads(source.read_text(encoding="utf-8")) if source is not None and source.exists() else {}
     for stale in ("threads", "torch", "python", "machine"):
         record.pop(stale, None)             # kept per run: a rerun with --only may differ
-    record.update({"command": "python data/make_sweeps.py",
+    record.update({"command": "python scripts/make_sweeps.py",
                    "model": experiments.MODEL, "train": experiments.TRAIN, "model_seed": experiments.MODEL_SEED,
                    "eval_batches": experiments.EVAL_BATCHES, "duplicated_plays": [
                        p.slug for p in data.split_plays()["train"][:DUPLICATED_PLAYS]]})
-    provenance = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine()}
     runs = record.setdefault("runs", {})
     texts = eval_texts()
     plan = experiment_plan()
     unknown = set(args.only or ()) - set(plan) - {"plays"}
     if unknown:
         parser.error(f"unknown experiments {sorted(unknown)}; choose from {sorted(plan)} or 'plays'")
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    def save():
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(target)
-
     started = time.perf_counter()
     for name, (make_text, model, description) in plan.items():
         if (args.only and name not in args.only) or (args.resume and not args.only and name in runs):
@@ -139,20 +124,23 @@ def main(argv=None) -> int:
         threads = 1 if name == LIVE_CHECK else args.threads
         torch.set_num_threads(threads)
         print(f"{name}: {description} ({len(text):,} characters, {threads} thread(s))", flush=True)
-        result = experiments.run(text, texts, model=model, seed=2 if name == "baseline-seed-2" else None)
-        runs[name] = {"description": description, "threads": threads, **provenance, **result}
+        seed = 2 if name == "baseline-seed-2" else None
+        result = experiments.run(text, texts, model=model, seed=seed)
+        made = artefacts.provenance(seconds=result["seconds"], argv=args.argv,
+                                    seed=experiments.MODEL_SEED if seed is None else seed)
+        runs[name] = {"description": description, **made, **result}
         print(f"  held-out {result['final']['validation']:.4f} (best {result['best_val']:.4f}), train "
               f"{result['final']['train']:.4f}; {result['seconds']:.0f} s", flush=True)
-        save()
+        artefacts.write_json(target, record)
     if not args.only or "plays" in args.only:
         if not (args.resume and "plays" in record):
             print("the shipped model on every play:", flush=True)
             torch.set_num_threads(args.threads)
             record["plays"] = per_play_losses()
             record["play_characters"] = PLAY_CHARACTERS
-            save()
+            artefacts.write_json(target, record)
     if target == partial:
-        partial.replace(path)
+        artefacts.finish_partial(path, record)
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min; wrote {path}")
     return 0
 

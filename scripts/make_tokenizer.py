@@ -1,31 +1,26 @@
 """Train the course's BPE tokenizer on the training plays and save it to data/.
 
-Usage (from the repository root):  python data/make_tokenizer.py [--vocab-size 512]
+Usage (from the repository root):  python scripts/make_tokenizer.py [--vocab-size 512] [--out DIR]
 
 Deterministic: the same corpus and vocabulary size always give the same file.
 """
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from helpers import data, tokenizers  # noqa: E402
-from helpers.paths import DATA_DIR  # noqa: E402
+from helpers import artefacts, data, tokenizers
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = artefacts.command_parser(__file__, __doc__)
     parser.add_argument("--vocab-size", type=int, default=512)
-    args = parser.parse_args(argv)
+    args = artefacts.start_command(parser, argv)
     text = data.corpus_text("train")
     print(f"training plays: {len(data.split_plays()['train'])}, {len(text):,} characters")
     start = time.perf_counter()
     tokenizer = tokenizers.BPETokenizer.train(text, args.vocab_size)
     seconds = time.perf_counter() - start
-    path = DATA_DIR / f"tokenizer_bpe{args.vocab_size}.json"
+    path = args.out / f"tokenizer_bpe{args.vocab_size}.json"
     tokenizer.save(path)
     validation = data.corpus_text("validation")
     ratio = len(validation.encode("utf-8")) / len(tokenizer.encode(validation))

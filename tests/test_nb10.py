@@ -3,7 +3,6 @@ the sweep explorer and the checkers."""
 
 import json
 import string
-import sys
 from functools import partial
 
 import matplotlib.pyplot as plt
@@ -15,9 +14,7 @@ from hypothesis import strategies as st
 from helpers import checks, data, experiments, gpt, plots, widgets
 from helpers.paths import DATA_DIR
 from checker_cases import assert_redraws, checker_tests, forever, stub
-
-sys.path.insert(0, str(DATA_DIR))
-import make_sweeps  # noqa: E402
+import scripts.make_sweeps as make_sweeps
 
 
 # --- making training texts ---------------------------------------------------

@@ -2,7 +2,6 @@
 the stored files, the explorer and the checkers."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -11,9 +10,7 @@ import torch
 from helpers import checks, finetune, plots, widgets
 from helpers.paths import DATA_DIR
 from checker_cases import assert_redraws, checker_tests, forever, stub
-
-sys.path.insert(0, str(DATA_DIR))
-import make_finetune  # noqa: E402
+import scripts.make_finetune as make_finetune
 
 
 # --- the baseline ----------------------------------------------------------------

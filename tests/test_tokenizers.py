@@ -132,7 +132,7 @@ def test_shipped_tokenizer_loads_round_trips_and_matches_training_on_a_prefix():
     assert tok.vocab_size == 512
     sample = data.corpus_text("validation")[:3000] + " 🎉 naïve"
     assert tok.decode(tok.encode(sample)) == sample
-    # Retraining on all 4 MB takes a while (data/make_tokenizer.py does it); here, check that the
+    # Retraining on all 4 MB takes a while (scripts/make_tokenizer.py does it); here, check that the
     # first merge is the most frequent pair of the training text, as the trainer must choose.
     counts = tokenizers.pair_counts(data.corpus_text("train").encode())
     assert tok.merges[0] == max(counts, key=lambda pair: (counts[pair], -pair[0], -pair[1]))

@@ -1,5 +1,6 @@
 """helpers.training: the schedule, the loop's safety nets, and checkpoints that fail clearly."""
 
+import json
 import math
 
 import pytest
@@ -379,3 +380,42 @@ def test_atomic_write_leaves_nothing_behind_when_writing_fails(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["file.pt"]
     atomic_write(target, "new")
     assert target.read_text() == "new"
+
+
+def test_provenance_is_plain_data_that_loads_with_weights_only(tmp_path):
+    from helpers import artefacts
+
+    record = artefacts.provenance(seconds=1.26, seed=3, argv=["scripts/make_x.py", "--out", "here"])
+    assert record["command"] == "python scripts/make_x.py --out here" and record["seconds"] == 1.3
+    assert record["seed"] == 3 and record["threads"] == torch.get_num_threads()
+    torch.save({"provenance": record}, tmp_path / "a.pt")           # as an adapter's info stores it
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["provenance"] == record
+
+
+def test_a_command_parses_its_options_sets_threads_and_makes_its_folder(tmp_path):
+    from helpers import artefacts
+    from helpers.paths import DATA_DIR, REPO_ROOT
+
+    parser = artefacts.command_parser(REPO_ROOT / "scripts" / "make_x.py", "Make x.\n\nMore.", threads=2)
+    assert parser.prog == "scripts/make_x.py" and parser.description == "Make x."
+    assert parser.parse_args([]).out == DATA_DIR and parser.parse_args([]).threads == 2
+    before = torch.get_num_threads()
+    try:
+        args = artefacts.start_command(parser, ["--out", str(tmp_path / "new"), "--threads", "1"])
+        assert torch.get_num_threads() == 1 and (tmp_path / "new").is_dir()
+        assert args.argv == ["scripts/make_x.py", "--out", str(tmp_path / "new"), "--threads", "1"]
+        fixed = artefacts.command_parser(REPO_ROOT / "scripts" / "make_y.py", "Make y.")
+        assert not hasattr(artefacts.start_command(fixed, ["--out", str(tmp_path)], threads=1), "threads")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_partial_file_is_replaced_by_the_complete_one(tmp_path):
+    from helpers import artefacts
+
+    path = tmp_path / "results.json"
+    assert artefacts.partial_path(path) == tmp_path / "results.partial.json"
+    artefacts.write_json(artefacts.partial_path(path), {"runs": 1})
+    assert not path.exists()
+    artefacts.finish_partial(path, {"runs": 2})
+    assert json.loads(path.read_text()) == {"runs": 2} and [p.name for p in tmp_path.iterdir()] == ["results.json"]
