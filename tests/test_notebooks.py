@@ -73,6 +73,20 @@ def test_follows_the_course_pattern(notebook):
         assert checked, f"{path.name}: every exercise is followed by a checker call (checks.<name>(...))"
 
 
+MAX_CODE_LINE = 100
+
+
+def test_code_lines_fit_a_laptop_screen(notebook):
+    """A laptop shows about 100 characters of a code cell: a longer line runs past its edge."""
+    path, nb = notebook
+    too_long = [f"cell {cell.id} line {number} ({len(line)} characters): {line.strip()[:60]}"
+                for cell in nb.cells if cell.cell_type == "code"
+                for number, line in enumerate(cell.source.splitlines(), start=1)
+                if len(line) > MAX_CODE_LINE]
+    assert not too_long, (f"{path.name}: wrap code lines to at most {MAX_CODE_LINE} characters:\n"
+                          + "\n".join(too_long))
+
+
 def test_links_to_the_next_notebook(notebook):
     path, nb = notebook
     index = NOTEBOOKS.index(path)
