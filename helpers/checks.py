@@ -5,23 +5,40 @@ learner's function on ordinary cases, edge cases and hidden larger cases, then
 prints one line: a tick when everything is right, or what went wrong with a hint.
 
 A checker never crashes and never hangs, whatever it is given: ``None``, a
-function that raises, returns the wrong shape or type, returns NaN, changes its
-input, hard-codes the visible example, or loops forever (it is stopped after a
-time limit). It returns a :class:`CheckResult` that tests can inspect.
+function that raises (even ``sys.exit()``), returns the wrong shape or type,
+returns NaN or an endless generator, changes its input, hard-codes the visible
+example, or loops forever (it is stopped after a time limit, even inside a
+``try: ... except: pass``). It returns a :class:`CheckResult` that tests can inspect.
+Interrupting the kernel (Ctrl-C) still stops a checker at once.
+
+One rule holds for every exercise:
+do not change the input array in place; return a new array.
+(``z * 2`` and ``np.maximum(0, z)`` make a new array; ``z *= 2`` and ``z[z < 0] = 0``
+change ``z`` itself.) The checkers hand the function copies and reject an answer that
+changes them.
+
+Answers computed in float32 (PyTorch's default) pass as well as float64 ones: the
+tolerances leave room for float32 rounding.
 
 How a checker is built: a list of :class:`Case` (arguments and the expected
 answer, computed by a reference implementation) handed to :func:`run_checks`.
 """
 
 import copy
+import itertools
 import signal
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-TIME_LIMIT = 2.0  # seconds a learner's function may take on one case
+TIME_LIMIT = 2.0  # seconds a learner's function may take on one case (read each time a checker runs)
+TOTAL_TIME_FACTOR = 3  # all the cases of one checker together may take this many times TIME_LIMIT
+RETRY_EVERY = 0.001  # seconds: once time is up, the learner's code is stopped again this often until it ends
+FLOAT32_ROOM = 1e-6  # float32 rounding room, per unit of the size of the terms summed (about 8 float32 steps)
 
 
 @dataclass
@@ -54,16 +71,13 @@ class Case:
     kwargs: dict = field(default_factory=dict)
 
 
-class _TimeLimit(BaseException):
-    """Raised inside the learner's code when it runs too long (BaseException, so a bare
-    ``except Exception`` in their code cannot swallow it)."""
-
-
 def _short(value, limit: int = 120) -> str:
     """A short, readable rendering of any value for feedback."""
     try:
         if hasattr(value, "detach"):
-            value = value.detach().cpu().numpy()
+            value = _tensor_to_numpy(value)
+        if isinstance(value, np.generic):  # a NumPy number: show 99, not np.int64(99)
+            value = value.item()
         if isinstance(value, np.ndarray) and value.ndim == 0:
             return f"{value.item():.6g}"
         if isinstance(value, np.ndarray):
@@ -76,38 +90,167 @@ def _short(value, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _call_with_time_limit(fn, args, kwargs, seconds):
-    """Run ``fn(*args, **kwargs)``; return ``("ok", value)``, ``("raised", exc)`` or ``("timeout", None)``."""
-    use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if use_alarm:
-        def on_alarm(signum, frame):
+def _tensor_to_numpy(tensor):
+    """A PyTorch tensor as a NumPy array (bfloat16, which NumPy lacks, becomes float32)."""
+    tensor = tensor.detach().cpu()
+    try:
+        return tensor.numpy()
+    except TypeError:
+        return tensor.float().numpy()
+
+
+# ---------------------------------------------------------------------------
+# The time limit
+#
+# On the main thread (Linux, macOS) the SIGALRM signal interrupts the learner's code
+# when its time is up. Elsewhere (Windows, or a checker called from another thread)
+# the code runs in a helper thread instead, and the checker stops waiting for it.
+# ---------------------------------------------------------------------------
+
+class _TimeLimit(BaseException):
+    """Raised inside the learner's code when it runs too long (BaseException, so a bare
+    ``except Exception`` in their code cannot swallow it)."""
+
+
+def _outcome_of(call):
+    """Run ``call()``; return ``("ok", value)`` or ``("raised", exception)``.
+
+    Every exception is returned, even ``SystemExit`` (from ``sys.exit()``) and
+    ``KeyboardInterrupt``: :func:`run_checks` reports the first and raises the second again.
+    Only the time limit's own ``_TimeLimit`` passes through.
+    """
+    try:
+        return "ok", call()
+    except _TimeLimit:
+        raise
+    except BaseException as exc:  # the learner's code may raise anything at all
+        return "raised", exc
+
+
+def _learner_globals(fn):
+    """The global names of the module (or notebook) the learner's function was written in,
+    which tell the learner's own code from library code; ``None`` if there are none."""
+    fn = getattr(fn, "__wrapped__", fn)
+    return getattr(fn, "__globals__", None)
+
+
+class _Alarm:
+    """The signal handler that stops the learner's code on the main thread.
+
+    When time is up, :meth:`ring` raises ``_TimeLimit`` wherever the learner's code is. A bare
+    ``except:`` (or ``except BaseException``) inside a loop can catch that and carry on, so the
+    alarm rings again every ``RETRY_EVERY`` seconds; from the second ring on, it also turns on
+    line tracing in the learner's own functions, so that ``_TimeLimit`` is raised again at the
+    first line of the ``except:`` block that caught it, from where it escapes the ``try``.
+    Nothing else is interrupted by tracing, so clean-up (``with`` blocks, library code) still runs.
+    (Code that catches it at two levels at once, a loop in a loop each with its own bare
+    ``except:``, may still run on: those ``except:`` blocks swallow Ctrl-C too, so only
+    restarting the kernel stops it.)
+    """
+
+    def __init__(self, learner_globals):
+        self.learner_globals = learner_globals
+        self.armed = False  # while True, a ring raises _TimeLimit
+        self.rang = False  # whether time ran out
+
+    def ring(self, signum, frame):
+        """Called by the SIGALRM signal, with ``frame`` the code it interrupted."""
+        if not self.armed:
+            return
+        if self.rang:  # the last _TimeLimit was caught and the code ran on
+            self.trace_learner_code(frame)
+        self.rang = True
+        raise _TimeLimit()
+
+    def is_learners(self, frame) -> bool:
+        """Whether ``frame`` runs the learner's code (it shares their global names)."""
+        return self.learner_globals is not None and frame.f_globals is self.learner_globals
+
+    def trace_learner_code(self, frame):
+        """Trace the learner's functions: those running now (from ``frame`` back to the checker's
+        code that called them) and any they call from now on."""
+        sys.settrace(self.trace_call)
+        while frame is not None and frame.f_globals is not globals():
+            if self.is_learners(frame):
+                frame.f_trace = self.stop_at_line
+            frame = frame.f_back
+
+    def trace_call(self, frame, event, arg):
+        """Called as each new function starts: trace it line by line if it is the learner's."""
+        return self.stop_at_line if self.is_learners(frame) else None
+
+    def stop_at_line(self, frame, event, arg):
+        """Called before each line of the learner's traced code runs: raise again inside an
+        ``except`` block that has just caught ``_TimeLimit``."""
+        if self.armed and event == "line" and isinstance(sys.exc_info()[1], _TimeLimit):
             raise _TimeLimit()
+        return self.stop_at_line
 
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            return "ok", fn(*args, **kwargs)
-        except _TimeLimit:
-            return "timeout", None
-        except Exception as exc:  # the learner's code raised: report it, never re-raise
-            return "raised", exc
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
-    # No alarm signal here (Windows, or a worker thread): run in a helper thread instead.
+
+def _call_with_alarm(call, seconds, learner_globals):
+    """``call()`` on the main thread, stopped by the alarm signal after ``seconds``."""
+    alarm = _Alarm(learner_globals)
+    previous_handler = signal.signal(signal.SIGALRM, alarm.ring)
+    previous_trace = sys.gettrace()
+    try:
+        alarm.armed = True
+        signal.setitimer(signal.ITIMER_REAL, seconds, RETRY_EVERY)
+        outcome = _outcome_of(call)
+    except _TimeLimit:
+        outcome = "timeout", None
+    finally:
+        alarm.armed = False  # first, before any call: from here on a late ring raises nothing
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if alarm.rang:
+            sys.settrace(previous_trace)
+    if alarm.rang:  # even if the code caught every _TimeLimit and then returned
+        return "timeout", None
+    return outcome
+
+
+def _call_in_thread(call, seconds):
+    """``call()`` in a helper thread, waited for at most ``seconds``. A thread cannot be stopped
+    from outside, so code that never ends goes on running in the background."""
     box = {}
-
-    def target():
-        try:
-            box["result"] = ("ok", fn(*args, **kwargs))
-        except Exception as exc:
-            box["result"] = ("raised", exc)
-
-    worker = threading.Thread(target=target, daemon=True)
+    worker = threading.Thread(target=lambda: box.update(outcome=_outcome_of(call)), daemon=True)
     worker.start()
     worker.join(seconds)
-    return box.get("result", ("timeout", "still running"))
+    return box.get("outcome", ("timeout", "still running"))
 
+
+def _call_with_time_limit(call, seconds, learner_globals=None):
+    """Run ``call()`` for at most ``seconds``. Returns ``("ok", value)``, ``("raised", exception)``,
+    ``("timeout", None)``, or ``("timeout", "still running")`` when it could not be stopped."""
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        return _call_with_alarm(call, seconds, learner_globals)
+    return _call_in_thread(call, seconds)
+
+
+class _Clock:
+    """The time one checker call may take: ``per_case`` seconds for each case, ``total`` for all."""
+
+    def __init__(self, per_case, total, learner_globals):
+        self.per_case = per_case
+        self.total = total
+        self.deadline = time.monotonic() + total
+        self.learner_globals = learner_globals
+
+    def run(self, call):
+        """``call()`` under the time limit: as :func:`_call_with_time_limit`, with the status
+        ``"out of time"`` instead of ``"timeout"`` when the checker's total time ran out."""
+        seconds = min(self.per_case, self.deadline - time.monotonic())
+        if seconds < 0.001:
+            return "out of time", None
+        status, value = _call_with_time_limit(call, seconds, self.learner_globals)
+        if status == "timeout" and seconds < self.per_case:
+            return "out of time", value
+        return status, value
+
+
+# ---------------------------------------------------------------------------
+# Comparing answers
+# ---------------------------------------------------------------------------
 
 def _same(a, b) -> bool:
     """Whether two inputs are unchanged copies of each other (arrays, tensors, containers)."""
@@ -132,9 +275,9 @@ def as_array(got):
     if isinstance(got, (str, bytes)):
         raise TypeError(f"returned the text {got!r}, not a number: return the value itself, not a string")
     if hasattr(got, "detach"):
-        got = got.detach().cpu().numpy()
+        got = _tensor_to_numpy(got)
     if isinstance(got, (list, tuple)):  # e.g. a pair of tensors
-        got = [x.detach().cpu().numpy() if hasattr(x, "detach") else x for x in got]
+        got = [_tensor_to_numpy(x) if hasattr(x, "detach") else x for x in got]
     try:
         arr = np.asarray(got, dtype=float)
     except (TypeError, ValueError):
@@ -142,8 +285,40 @@ def as_array(got):
     return arr
 
 
-def compare_arrays(got, expected, atol: float = 1e-6, rtol: float = 1e-5) -> str | None:
-    """``None`` if ``got`` matches the array ``expected`` in shape and value, else what differs."""
+_LOW_PRECISION_DIGITS = {"float32": 7, "float16": 3, "bfloat16": 2}
+
+
+def _precision_note(got) -> str:
+    """For an answer held in float32 (or float16): a note that its rounding may be what failed it."""
+    first = got[0] if isinstance(got, (list, tuple)) and len(got) else got
+    name = str(getattr(first, "dtype", "")).replace("torch.", "")
+    if name not in _LOW_PRECISION_DIGITS:
+        return ""
+    return (f". Your answer is {name}, which keeps only about {_LOW_PRECISION_DIGITS[name]} significant "
+            "digits: if your method is right, compute in float64 (NumPy's default) instead")
+
+
+def _worst_miss(arr, expected, atol, rtol, close) -> str:
+    """Where ``arr`` misses ``expected`` by most, measured against the room allowed there."""
+    allowed = np.broadcast_to(atol + rtol * np.abs(expected), expected.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.abs(arr - expected) / allowed
+    excess = np.where(close, 0.0, np.nan_to_num(excess, nan=np.inf))
+    index = np.unravel_index(int(np.argmax(excess)), expected.shape)
+    off = f"off by {abs(arr[index] - expected[index]):.3g}, more than the {allowed[index]:.3g} allowed"
+    if expected.size == 1:
+        return f"returned {_short(arr)}, expected {_short(expected)} ({off})"
+    where = ", ".join(str(int(i)) for i in index)
+    return (f"returned {_short(arr)}, expected {_short(expected)}. The worst element, at index [{where}], "
+            f"is {arr[index]:.6g} instead of {expected[index]:.6g} ({off})")
+
+
+def compare_arrays(got, expected, atol=1e-6, rtol: float = 1e-5) -> str | None:
+    """``None`` if ``got`` matches the array ``expected`` in shape and value, else what differs.
+
+    Each element may be off by ``atol + rtol * |expected|`` (as ``np.isclose``); ``atol`` may
+    also be an array, one room per element.
+    """
     try:
         arr = as_array(got)
     except TypeError as exc:
@@ -154,13 +329,13 @@ def compare_arrays(got, expected, atol: float = 1e-6, rtol: float = 1e-5) -> str
     bad = ~np.isfinite(arr) & np.isfinite(expected)
     if bad.any():
         return f"returned NaN or infinity where a finite number was expected: {_short(arr)}"
-    if not np.allclose(arr, expected, atol=atol, rtol=rtol, equal_nan=True):
-        worst = float(np.nanmax(np.abs(arr - expected))) if arr.size else 0.0
-        return f"returned {_short(arr)}, expected {_short(expected)} (largest difference {worst:.3g})"
-    return None
+    close = np.isclose(arr, expected, atol=atol, rtol=rtol, equal_nan=True)
+    if close.all():
+        return None
+    return _worst_miss(arr, expected, atol, rtol, close) + _precision_note(got)
 
 
-def compare_scalar(got, expected, atol: float = 1e-6, rtol: float = 1e-5) -> str | None:
+def compare_scalar(got, expected, atol=1e-6, rtol: float = 1e-5) -> str | None:
     """``None`` if ``got`` is a single number close to ``expected``, else what differs."""
     try:
         arr = as_array(got)
@@ -168,11 +343,38 @@ def compare_scalar(got, expected, atol: float = 1e-6, rtol: float = 1e-5) -> str
         return str(exc)
     if arr.size != 1:
         return f"returned {_short(got)}, but a single number was expected"
-    return compare_arrays(arr.reshape(()), np.asarray(expected, dtype=float).reshape(()), atol=atol, rtol=rtol)
+    problem = compare_arrays(arr.reshape(()), np.asarray(expected, dtype=float).reshape(()), atol=atol, rtol=rtol)
+    return problem + _precision_note(got) if problem else None
 
 
-def run_checks(name: str, fn, cases: list[Case], hint: str, time_limit: float = TIME_LIMIT) -> CheckResult:
-    """Run ``fn`` on every case; print and return the verdict. Never raises, never hangs."""
+def _within(atol, rtol: float = 1e-5, compare=compare_arrays):
+    """A Case's ``compare`` with its own tolerance."""
+    return lambda got, expected: compare(got, expected, atol=atol, rtol=rtol)
+
+
+def _float32_room(terms):
+    """The absolute error to allow on values made by adding up terms whose sizes (absolute
+    values) add up to ``terms``: a float32 sum may be off by a few float32 steps of that size.
+    A dot product of 50 terms can end near 0 by cancellation, yet carry the rounding of its terms."""
+    return 1e-6 + FLOAT32_ROOM * np.asarray(terms, dtype=float)
+
+
+# ---------------------------------------------------------------------------
+# Running the checks
+# ---------------------------------------------------------------------------
+
+_NOT_IMPLEMENTED = object()  # what _check_case returns for the student copy's unfinished stub
+_TOO_SLOW_QUESTION = "Is there a loop that never ends, or is it doing much more work than needed?"
+
+
+def run_checks(name: str, fn, cases: list[Case], hint: str, time_limit: float | None = None) -> CheckResult:
+    """Run ``fn`` on every case; print and return the verdict. Never hangs, and never raises
+    (but for ``KeyboardInterrupt``: interrupting the kernel stops the checker too).
+
+    Each case may take ``time_limit`` seconds (``TIME_LIMIT`` when not given, read now, so that
+    it can be changed at any time), and all the cases together ``TOTAL_TIME_FACTOR`` times that.
+    """
+    time_limit = TIME_LIMIT if time_limit is None else time_limit
 
     def verdict(passed: bool, text: str) -> CheckResult:
         text = text if text.endswith((".", "?", "!")) else text + "."
@@ -185,31 +387,83 @@ def run_checks(name: str, fn, cases: list[Case], hint: str, time_limit: float = 
     if fn is None or not callable(fn):
         return verdict(False, f"expected a function, but got {_short(fn)}. Pass the function itself, "
                               f"without calling it: checks.{name}(my_function), not checks.{name}(my_function()).")
+    clock = _Clock(time_limit, TOTAL_TIME_FACTOR * time_limit, _learner_globals(fn))
     for case in cases:
-        kept = copy.deepcopy(case.args)
-        args = copy.deepcopy(case.args)
-        status, value = _call_with_time_limit(fn, args, case.kwargs, time_limit)
-        if status == "timeout":
-            still = (" It is still running in the background: restart the kernel to stop it."
-                     if value == "still running" else "")
-            return verdict(False, f"did not finish within {time_limit:g} s on {case.label}. "
-                                  f"Is there a loop that never ends?{still}")
-        if status == "raised":
-            if isinstance(value, NotImplementedError):
-                return CheckResult(name, False, _print(f"… {name}: not implemented yet. Replace "
-                                                       "`raise NotImplementedError()` with your code, then run this again."))
-            return verdict(False, f"raised {type(value).__name__}: {str(value)[:200]} (on {case.label}).")
-        if not _same(args, kept):
-            return verdict(False, f"changed its input while working on {case.label}. "
-                                  "Compute a new value instead of modifying the argument in place.")
-        compare = case.compare or compare_arrays
-        try:
-            problem = compare(value, case.expected)
-        except Exception as exc:  # an answer so odd that comparing it fails
-            problem = f"returned {_short(value)}, which could not be compared ({type(exc).__name__})"
+        problem = _check_case(fn, case, clock, len(cases))
+        if problem is _NOT_IMPLEMENTED:
+            return CheckResult(name, False, _print(f"… {name}: not implemented yet. Replace "
+                                                   "`raise NotImplementedError()` with your code, then run this again."))
         if problem:
-            return verdict(False, f"on {case.label}, your function {problem}")
+            return verdict(False, problem)
     return verdict(True, f"all {len(cases)} checks passed.")
+
+
+def _check_case(fn, case: Case, clock: _Clock, n_cases: int):
+    """What is wrong with ``fn`` on ``case``, in words; ``None`` if nothing. The call and the
+    checking of its answer (which may be an endless generator) both run under the time limit."""
+    args, kept = copy.deepcopy(case.args), copy.deepcopy(case.args)
+    status, got = clock.run(lambda: fn(*args, **case.kwargs))
+    if status in ("timeout", "out of time"):
+        return _too_slow(status, got, clock, case.label, n_cases)
+    if status == "raised":
+        _stop_if_interrupted(got)
+        return _NOT_IMPLEMENTED if isinstance(got, NotImplementedError) else _raised(got, case.label)
+    status, problem = clock.run(lambda: _judge(case, args, kept, got))
+    if status in ("timeout", "out of time"):
+        return (f"on {case.label}, your function returned an object of type {type(got).__name__}, and reading "
+                f"it did not finish in time. Is it an endless generator? Return a finished list or array."
+                f"{_still_running(problem)}")
+    if status == "raised":  # an answer so odd that comparing it fails
+        _stop_if_interrupted(problem)
+        return (f"on {case.label}, your function returned {_short(got)}, which could not be compared "
+                f"({type(problem).__name__}).")
+    return problem
+
+
+def _judge(case: Case, args, kept, got):
+    """What is wrong with the answer ``got``, in words, or with the arguments ``args`` the function
+    was given (``kept`` is an untouched copy); ``None`` if nothing."""
+    if not _same(args, kept):
+        return (f"changed its input while working on {case.label}. The rule is: do not change the input array "
+                "in place; return a new array (or list). For example z * 2 and np.maximum(0, z) make a new "
+                "array, while z *= 2 and z[z < 0] = 0 change z itself.")
+    compare = case.compare or compare_arrays
+    problem = compare(got, case.expected)
+    return f"on {case.label}, your function {problem}" if problem else None
+
+
+def _stop_if_interrupted(exc):
+    """Raise ``exc`` again if it is a KeyboardInterrupt: the learner pressed Ctrl-C (or interrupted
+    the kernel) to stop, and stopping is what the checker must do then."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+
+
+def _raised(exc: BaseException, label: str) -> str:
+    """The learner's function raised ``exc`` on the case ``label``: what to tell them."""
+    if isinstance(exc, SystemExit):
+        return (f"called sys.exit() (or exit(), quit()) on {label}, which would stop Python itself. "
+                "Return the answer instead.")
+    detail = str(exc)[:200]
+    if not detail:  # e.g. GeneratorExit()
+        return f"raised {type(exc).__name__} (on {label})."
+    return f"raised {type(exc).__name__}: {detail} (on {label})."
+
+
+def _too_slow(status: str, detail, clock: _Clock, label: str, n_cases: int) -> str:
+    """The message for code stopped by the time limit on one case, or by the checker's total time."""
+    if status == "timeout":
+        what = f"did not finish within {clock.per_case:g} s on {label}."
+    else:
+        what = f"did not finish all {n_cases} checks within {clock.total:g} s in total (time ran out on {label})."
+    return f"{what} {_TOO_SLOW_QUESTION}{_still_running(detail)}"
+
+
+def _still_running(detail) -> str:
+    """What to add when the time limit could not stop the code (it ran in a helper thread)."""
+    if detail == "still running":
+        return " It is still running in the background: restart the kernel to stop it."
+    return ""
 
 
 def _print(message: str) -> str:
@@ -231,7 +485,8 @@ def dot(fn) -> CheckResult:
     ]
     for n in (5, 1000):
         w, x = rng.normal(size=n), rng.normal(size=n)
-        cases.append(Case((w, x), float(w @ x), f"random vectors of length {n}", compare_scalar))
+        room = _float32_room(np.abs(w * x).sum())  # a float32 sum may end near 0 but carries its terms' rounding
+        cases.append(Case((w, x), float(w @ x), f"random vectors of length {n}", _within(room, compare=compare_scalar)))
     return run_checks("dot", fn, cases, hint="multiply w and x element by element, then add everything up: "
                                              "np.sum(w * x) or w @ x.")
 
@@ -273,6 +528,7 @@ def _without_overflow(fn):
                 raise FloatingPointError(f"{exc}: a float cannot hold e^1000, so np.exp gave infinity "
                                          "(NumPy's overflow warning, treated as an error here)") from None
 
+    strict.__wrapped__ = fn  # the learner's own function, for the time limit (see _learner_globals)
     return strict
 
 
@@ -304,7 +560,9 @@ def dense_layer(fn) -> CheckResult:
     cases.append(Case((X, W, b), X @ W + b, "the example: one row, 2 inputs, 3 outputs"))
     for n, d_in, d_out in [(4, 3, 2), (1, 5, 1), (100, 50, 20)]:
         X, W, b = rng.normal(size=(n, d_in)), rng.normal(size=(d_in, d_out)), rng.normal(size=d_out)
-        cases.append(Case((X, W, b), X @ W + b, f"a hidden batch X of shape ({n}, {d_in}), W of shape ({d_in}, {d_out})"))
+        room = _float32_room(np.abs(X) @ np.abs(W) + np.abs(b))  # each output is a sum of d_in + 1 terms
+        label = f"a hidden batch X of shape ({n}, {d_in}), W of shape ({d_in}, {d_out})"
+        cases.append(Case((X, W, b), X @ W + b, label, _within(room)))
     return run_checks("dense_layer", fn, cases, hint="each row of X is one example: X @ W has shape (n, d_out); "
                                                      "then add the bias b to every row.")
 
@@ -323,7 +581,7 @@ def _two_layer_slips(X, W1, b1, W2, b2):
     ]
 
 
-def _compare_naming_slips(slips, atol: float = 1e-6, rtol: float = 1e-5):
+def _compare_naming_slips(slips, atol=1e-6, rtol: float = 1e-5):
     """``compare_arrays``, which also says which usual slip a wrong answer matches."""
 
     def compare(got, expected):
@@ -509,15 +767,23 @@ def accuracy(fn) -> CheckResult:
 def _batches_compare(got, expected):
     if got is None:
         return "returned None: did you forget the `return` statement?"
+    if isinstance(got, (str, bytes, dict)) or not hasattr(got, "__iter__"):
+        return f"returned {_short(got)}, which is not a list of batches"
+    batches = list(itertools.islice(got, len(expected) + 1))  # an endless generator is read no further
     try:
-        got = [as_array(batch) for batch in got]
+        arrays = [as_array(batch) for batch in batches]
     except TypeError as exc:
         return str(exc)
-    if len(got) != len(expected):
-        return f"returned {len(got)} batches, expected {len(expected)}"
-    for k, (g, e) in enumerate(zip(got, expected)):
+    if len(arrays) > len(expected):
+        return f"returned more than {len(expected)} batches, expected {len(expected)}"
+    if len(arrays) != len(expected):
+        return f"returned {len(arrays)} batches, expected {len(expected)}"
+    for k, (batch, g, e) in enumerate(zip(batches, arrays, expected)):
         if g.shape != e.shape or not np.array_equal(g, e):
             return f"returned batch {k} = {_short(g)}, expected {_short(e)}"
+        if not _all_integers(batch):
+            return (f"returned batch {k} = {_short(batch)}, which holds floats: indices must be integers "
+                    "(they pick rows, X[batch]); np.arange(start, stop) gives integers")
     return None
 
 
@@ -556,6 +822,47 @@ def bce_with_logits(fn) -> CheckResult:
 # Notebook 05: text to numbers
 # ---------------------------------------------------------------------------
 
+def _is_integer(value) -> bool:
+    """Whether ``value`` is one integer: a Python or NumPy integer, or a single-number integer
+    array or tensor (``list(torch.tensor([1, 2]))`` holds those); not a bool, float or string."""
+    if hasattr(value, "detach"):
+        value = _tensor_to_numpy(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _all_integers(values) -> bool:
+    """Whether every number in ``values`` (a list, tuple, array or tensor) has an integer type."""
+    if hasattr(values, "detach"):
+        values = _tensor_to_numpy(values)
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.dtype.kind in "iu"
+    return all(_is_integer(v) for v in values)
+
+
+def _kind(value) -> str:
+    """The type of a number, in words: ``float``, ``str``, ``torch.float32``..."""
+    return str(getattr(value, "dtype", type(value).__name__))
+
+
+def _as_ids(got):
+    """``(ids, None)`` for a list (tuple, 1-D array or tensor) of integer token ids, with ``ids``
+    a list of Python ints; else ``(None, the problem in words)``."""
+    if got is None:
+        return None, "returned None: did you forget the `return` statement?"
+    values = _tensor_to_numpy(got) if hasattr(got, "detach") else got
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = list(values)  # NumPy integers stay integers
+    if not isinstance(values, (list, tuple)):
+        return None, f"returned {_short(got)}, which is not a list of integer ids"
+    for value in values:
+        if not _is_integer(value):
+            return None, (f"returned {_short(got)}, which is not a list of integer ids: {_short(value)} is "
+                          f"of type {_kind(value)}. Token ids are whole numbers of an integer type (int)")
+    return [int(v) for v in values], None
+
+
 def _compare_counts(got, expected):
     if got is None:
         return "returned None: did you forget the `return` statement?"
@@ -563,6 +870,12 @@ def _compare_counts(got, expected):
         return f"returned {_short(got)}, but a dict {{(a, b): count}} was expected"
     if not all(isinstance(k, tuple) and len(k) == 2 for k in got.keys()):
         return "returned a dict whose keys are not pairs (a, b)"
+    for key in got.keys():
+        for value in key:
+            if not _is_integer(value):
+                return (f"returned a dict with the key {_short(key)}, which is not a pair of integer ids: "
+                        f"{_short(value)} is of type {_kind(value)}. Token ids are whole numbers of an integer "
+                        "type (int)")
     got = {k: v for k, v in got.items() if v}
     if got != dict(expected):
         missing = [p for p in expected if p not in got]
@@ -594,14 +907,11 @@ def pair_counts(fn) -> CheckResult:
 
 
 def _compare_ids(got, expected):
-    if got is None:
-        return "returned None: did you forget the `return` statement?"
-    try:
-        got = [int(v) for v in got]
-    except (TypeError, ValueError):
-        return f"returned {_short(got)}, which is not a list of integer ids"
-    if got != list(expected):
-        return f"returned {_short(got)}, expected {_short(list(expected))}"
+    ids, problem = _as_ids(got)
+    if problem:
+        return problem
+    if ids != list(expected):
+        return f"returned {_short(ids)}, expected {_short(list(expected))}"
     return None
 
 
@@ -682,6 +992,13 @@ def _attention_weights_reference(Q, K, scale=True, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _score_sizes(Q, K):
+    """For each query (row), the largest size of the terms its scores are summed from,
+    ``(|Q| @ |K|^T) / sqrt(d)``: float32 rounds each score in proportion to it, and the
+    softmax passes that rounding on to the weights."""
+    return (np.abs(Q) @ np.abs(K).T / np.sqrt(Q.shape[-1])).max(axis=-1, keepdims=True)
+
+
 def attention_weights(fn) -> CheckResult:
     """Checker for notebook 07: ``fn(Q, K)`` is ``softmax(Q K^T / sqrt(d))`` row by row, ``(n, d), (T, d) -> (n, T)``."""
     rng = np.random.default_rng(15)
@@ -698,7 +1015,8 @@ def attention_weights(fn) -> CheckResult:
                  (_attention_weights_reference(Q, K, axis=0), "took the softmax down the columns (axis 0): each "
                                                               "row, one query, must sum to 1 over the keys")]
         slips = [slip for i, slip in enumerate(slips) if (i < 2 and d > 1) or (i == 2 and Q.shape[0] > 1)]
-        cases.append(Case((Q, K), _attention_weights_reference(Q, K), label, _compare_naming_slips(slips)))
+        cases.append(Case((Q, K), _attention_weights_reference(Q, K), label,
+                          _compare_naming_slips(slips, atol=_float32_room(_score_sizes(Q, K)))))
     return run_checks("attention_weights", fn, cases,
                       hint="scores = Q @ K.T / np.sqrt(d) has shape (n, T); subtract each row's largest score "
                            "(axis=-1, keepdims=True), exponentiate, divide by each row's sum.")
@@ -781,8 +1099,9 @@ def masked_attention(fn) -> CheckResult:
                              "scores with -inf before the softmax"),
                  (_masked_attention_reference(Q * np.sqrt(np.sqrt(Q.shape[1])), K * np.sqrt(np.sqrt(Q.shape[1])), V, mask),
                   "forgot to divide the scores by sqrt(d)")]
+        room = _float32_room((_score_sizes(Q, K) + 1) * np.abs(V).max())  # weights' rounding, times the values
         cases.append(Case((Q, K, V, mask), _masked_attention_reference(Q, K, V, mask), label,
-                          _compare_naming_slips([s for s in slips if Q.shape[0] > 1])))
+                          _compare_naming_slips([s for s in slips if Q.shape[0] > 1], atol=room)))
     return run_checks("masked_attention", fn, cases,
                       hint="scores = Q @ K.T / np.sqrt(d); scores = np.where(mask, scores, -np.inf); softmax each "
                            "row (subtract its max first); return weights @ V, shape (T, d_v).")

@@ -90,8 +90,15 @@ def batches_in_place_style(n, k):
     return [np.arange(i, i + k) for i in range(0, n, k)]   # the last batch runs past n
 
 
+def batches_one_at_a_time(n, k):
+    for i in range(0, n, k):
+        yield np.arange(i, min(i + k, n))
+
+
 RIGHT = [(checks.accuracy, lambda z, y: ((z > 0).float() == y).float().mean()),
          (checks.make_batches, lambda n, k: [list(range(i, min(i + k, n))) for i in range(0, n, k)]),
+         (checks.make_batches, lambda n, k: list(torch.arange(n).split(k))),
+         (checks.make_batches, batches_one_at_a_time),                      # a generator is a fine answer
          (checks.bce_with_logits, lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y))]
 
 BROKEN = [
@@ -107,6 +114,11 @@ BROKEN = [
     (checks.make_batches, lambda n, k: [np.arange(i, i + k) for i in range(0, n - k + 1, k)], "batches, expected"),
     (checks.make_batches, lambda n, k: None, "return"),
     (checks.make_batches, lambda n, k: [["a"]], "not a number"),
+    (checks.make_batches, lambda n, k: [np.arange(i, min(i + k, n), dtype=float) for i in range(0, n, k)],
+     "which holds floats: indices must be integers"),                      # float indices cannot pick rows
+    (checks.make_batches, lambda n, k: [torch.arange(i, min(i + k, n)).float() for i in range(0, n, k)],
+     "which holds floats"),
+    (checks.make_batches, lambda n, k: 3, "not a list of batches"),
     (checks.bce_with_logits, naive_bce, "huge logits"),                                     # right for small only
     (checks.bce_with_logits, lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="sum"), "expected"),
     (checks.bce_with_logits, lambda z, y: torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none"), "a single number"),

@@ -1,6 +1,8 @@
 """Notebook 05: the token-colouring figure and explorer, and the BPE checkers."""
 
 import matplotlib.pyplot as plt
+import numpy as np
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -58,7 +60,15 @@ def merge_overlapping(ids, pair, new_id):
     return [new_id if (a, b) == pair else a for a, b in zip(ids, ids[1:])] + ids[-1:]
 
 
-RIGHT = [(checks.pair_counts, tokenizers.pair_counts), (checks.merge, tokenizers.merge)]
+RIGHT = [(checks.pair_counts, tokenizers.pair_counts), (checks.merge, tokenizers.merge),
+         # token ids of any integer type pass: NumPy and PyTorch integers, arrays and tensors of them
+         (checks.pair_counts, lambda ids: tokenizers.pair_counts([np.int64(i) for i in ids])),
+         (checks.merge, lambda ids, pair, new_id: tuple(tokenizers.merge(ids, pair, new_id))),
+         (checks.merge, lambda ids, pair, new_id: np.array(tokenizers.merge(ids, pair, new_id))),
+         (checks.merge, lambda ids, pair, new_id: list(np.array(tokenizers.merge(ids, pair, new_id), dtype=np.int32))),
+         (checks.merge, lambda ids, pair, new_id: torch.tensor(tokenizers.merge(ids, pair, new_id))),
+         (checks.merge, lambda ids, pair, new_id: list(torch.tensor(tokenizers.merge(ids, pair, new_id)))),
+         (checks.merge, lambda ids, pair, new_id: torch.tensor(tokenizers.merge(ids, pair, new_id)).tolist())]
 
 BROKEN = [
     (checks.pair_counts, counts_without_overlaps, "overlapping pairs"),
@@ -74,6 +84,19 @@ BROKEN = [
     (checks.merge, lambda ids, pair, new: [99, 3, 99], "expected"),                           # hard-coded
     (checks.merge, lambda ids, pair, new: None, "return"),
     (checks.merge, lambda ids, pair, new: "99 3 99", "not a list of integer ids"),
+    (checks.merge, lambda ids, pair, new: [str(i) for i in tokenizers.merge(ids, pair, new)],
+     "not a list of integer ids: '99' is of type str"),
+    (checks.merge, lambda ids, pair, new: [float(i) for i in tokenizers.merge(ids, pair, new)],
+     "not a list of integer ids: 99.0 is of type float"),
+    (checks.merge, lambda ids, pair, new: np.array(tokenizers.merge(ids, pair, new), dtype=float),
+     "not a list of integer ids: 99.0 is of type float64"),
+    (checks.merge, lambda ids, pair, new: torch.tensor(tokenizers.merge(ids, pair, new), dtype=torch.float32),
+     "is of type float32"),
+    (checks.merge, lambda ids, pair, new: [i == 1 for i in tokenizers.merge(ids, pair, new)], "is of type bool"),
+    (checks.pair_counts, lambda ids: {(float(a), float(b)): c for (a, b), c in tokenizers.pair_counts(ids).items()},
+     "not a pair of integer ids: 1.0 is of type float"),
+    (checks.pair_counts, lambda ids: {(str(a), str(b)): c for (a, b), c in tokenizers.pair_counts(ids).items()},
+     "not a pair of integer ids: '1' is of type str"),
     (checks.merge, stub, "not implemented yet"),
 ]
 
