@@ -12,20 +12,21 @@ from contextlib import contextmanager
 
 import pytest
 
-from helpers import checks
+from helpers.checks import timing
 
 SHORT_TIME_LIMIT = 0.25  # seconds per case, for answers that are meant to time out
 
 
 @contextmanager
 def short_time_limit(seconds: float = SHORT_TIME_LIMIT):
-    """Checkers run inside this block stop a learner's function after ``seconds``."""
-    saved = checks.TIME_LIMIT
-    checks.TIME_LIMIT = seconds
+    """Checkers run inside this block stop a learner's function after ``seconds`` (the one
+    setting, ``helpers.checks.timing.TIME_LIMIT``)."""
+    saved = timing.TIME_LIMIT
+    timing.TIME_LIMIT = seconds
     try:
         yield seconds
     finally:
-        checks.TIME_LIMIT = saved
+        timing.TIME_LIMIT = saved
 
 
 def forever(*args):

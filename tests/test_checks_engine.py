@@ -5,11 +5,13 @@ deliberate timeouts cost a fraction of a second each rather than the learner's 2
 """
 
 import itertools
+import re
 import signal
 import sys
 import threading
 import time
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,8 @@ import torch
 from checker_cases import SHORT_TIME_LIMIT
 from checker_cases import short_time_limit as shortened
 from helpers import checks
+from helpers.checks import compare
+from helpers.paths import NOTEBOOKS_DIR
 
 
 @pytest.fixture
@@ -106,11 +110,11 @@ def test_right_answer_passes(capsys):
 
 @pytest.mark.parametrize("fn, phrase", BROKEN)
 def test_broken_answers_are_rejected_with_a_reason(fn, phrase, capsys):
-    with shortened(SHORT_TIME_LIMIT if phrase == "did not finish" else checks.TIME_LIMIT):
+    with shortened(SHORT_TIME_LIMIT if phrase == "did not finish" else checks.timing.TIME_LIMIT):
         result = checks.dot(fn)
     assert result.passed is False
     assert phrase in result.message
-    assert result.message in capsys.readouterr().out
+    assert result.printed in capsys.readouterr().out
 
 
 def test_endless_loop_is_stopped_quickly_and_the_alarm_is_cleared(short_time_limit):
@@ -125,7 +129,7 @@ def test_endless_loop_is_stopped_quickly_and_the_alarm_is_cleared(short_time_lim
 
 
 def test_the_time_limit_is_read_each_time_a_checker_runs(monkeypatch):
-    monkeypatch.setattr(checks, "TIME_LIMIT", 0.1)
+    monkeypatch.setattr(checks.timing, "TIME_LIMIT", 0.1)
     start = time.perf_counter()
     result = checks.dot(endless)
     assert time.perf_counter() - start < 1.0
@@ -152,7 +156,7 @@ def test_one_checker_call_has_a_total_time_budget(short_time_limit):
     cases = [checks.Case((), 1.0, f"case {i}") for i in range(20)]
     start = time.perf_counter()
     result = checks.run_checks("slow", slow, cases, hint="")
-    budget = checks.TOTAL_TIME_FACTOR * short_time_limit
+    budget = checks.timing.TOTAL_TIME_FACTOR * short_time_limit
     assert time.perf_counter() - start < budget + 1.0
     assert result.passed is False
     assert f"did not finish all 20 checks within {budget:g} s in total (time ran out on case " in result.message
@@ -432,12 +436,47 @@ def test_compare_accepts_tensors_and_lists():
     assert checks.compare_scalar(np.float32(3.0), 3.0) is None
 
 
+def test_named_slip_names_the_first_mistake_the_answer_equals_and_skips_harmless_ones():
+    expected = np.array([1.0, 2.0])
+    slips = [(np.array([1.0, 2.0]), "made a slip that is right here"), (np.array([2.0, 4.0]), "doubled it"),
+             (np.array([2.0, 4.0]), "doubled it again")]
+    assert checks.named_slip(np.array([2.0, 4.0 + 1e-9]), expected, slips, compare.nearly()) == "doubled it"
+    assert checks.named_slip(np.array([2.0, 4.0 + 1e-9]), expected, slips, compare.exactly) is None
+    assert checks.named_slip(np.array([1.0, 2.0]), expected, slips, compare.exactly) is None
+    assert checks.named_slip(None, expected, slips, compare.nearly()) is None    # unreadable: no slip, no error
+    assert checks.named_slip([3, 1], [1, 3], [([3, 1], "reversed it")], compare.exactly) == "reversed it"
+    grads = [np.ones(2), np.ones((2, 1))]
+    assert compare.nearly()([np.ones(2), [[1.0], [1.0]]], grads) and not compare.nearly()(grads[:1], grads)
+
+
+# --- how a verdict is printed -------------------------------------------------------------------
+
+def test_a_passing_verdict_is_printed_on_one_line(capsys):
+    checks.dot(right)
+    assert capsys.readouterr().out == "✓ dot: all 5 checks passed.\n"
+
+
+def test_a_long_verdict_is_wrapped_on_spaces_with_the_hint_indented(capsys):
+    result = checks.dot(lambda w, x: w * x)
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert printed == result.printed and printed != result.message
+    lines = printed.split("\n")
+    assert all(len(line) <= checks.engine.WIDTH for line in lines), lines
+    assert printed.split() == result.message.split(), "a word was broken or lost"
+    hint = next(i for i, line in enumerate(lines) if line.startswith("  Hint: "))
+    assert lines[0].startswith("✗ dot: ") and all(line.startswith("  ") for line in lines[1:hint])
+    assert all(line.startswith(" " * 8) and line[8] != " " for line in lines[hint + 1:])
+
+
+def test_wrapping_leaves_short_lines_and_long_words_alone():
+    assert checks.engine.wrap("✗ x: short.\n  Hint: short too.") == "✗ x: short.\n  Hint: short too."
+    word = "a" * 120
+    assert checks.engine.wrap(f"✗ x: {word} b", width=90) == f"✗ x:\n  {word}\n  b"
+
+
 # --- every checker in the course, against the same generic broken answers ------------------
 
-import inspect  # noqa: E402
-
-ALL_CHECKERS = [fn for name, fn in inspect.getmembers(checks, inspect.isfunction)
-                if (fn.__doc__ or "").startswith("Checker for notebook")]
+ALL_CHECKERS = list(checks.CHECKERS.values())  # the registry: every function marked @checker
 
 
 def _mutate_first_array(*args):
@@ -471,21 +510,44 @@ GENERIC_BROKEN = {
 }
 
 
-def test_every_checker_is_found():
-    names = {fn.__name__ for fn in ALL_CHECKERS}
-    assert {"dot", "relu", "sigmoid", "dense_layer", "mse", "numerical_gradient", "gradient_descent_step",
-            "mul_backward", "tanh_backward", "accuracy", "make_batches", "bce_with_logits"} <= names
+PARTS = {"networks": range(0, 5), "text": range(5, 7), "transformer": range(7, 9), "pretraining": range(9, 11),
+         "adaptation": range(11, 13)}
+
+
+def test_every_checker_a_notebook_calls_is_registered():
+    called = {name for path in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")
+              for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"
+              for name in re.findall(r"\bchecks\.(\w+)\(", cell.source)}
+    assert "dot" in called and called <= set(checks.CHECKERS), called - set(checks.CHECKERS)
+
+
+@pytest.mark.parametrize("name", list(checks.CHECKERS))
+def test_every_checker_is_reached_as_checks_name_and_lives_in_its_part(name):
+    fn = checks.CHECKERS[name]
+    assert getattr(checks, name) is fn, f"helpers/checks/__init__.py does not import {name}"
+    notebook = int(re.match(r"Checker for notebook (\d\d)", fn.__doc__).group(1))
+    part = fn.__module__.rsplit(".", 1)[-1]
+    assert notebook in PARTS[part], f"{name} (notebook {notebook:02d}) is in checks.{part}"
+
+
+def test_two_checkers_of_one_name_are_refused():
+    def dot(fn):
+        """Checker for notebook 00: a second dot, written elsewhere."""
+
+    with pytest.raises(ValueError, match="two checkers are called dot"):
+        checks.checker(dot)
+    assert checks.CHECKERS["dot"] is checks.dot
 
 
 @pytest.mark.parametrize("kind", list(GENERIC_BROKEN))
 @pytest.mark.parametrize("checker", ALL_CHECKERS, ids=lambda f: f.__name__)
 def test_every_checker_rejects_generic_broken_answers(checker, kind, capsys):
     broken, phrases = GENERIC_BROKEN[kind]
-    with shortened(SHORT_TIME_LIMIT if kind == "loops forever" else checks.TIME_LIMIT):
+    with shortened(SHORT_TIME_LIMIT if kind == "loops forever" else checks.timing.TIME_LIMIT):
         result = checker(broken)  # must not raise, must not hang
     assert result.passed is False, f"{checker.__name__} accepted an answer that {kind}"
     assert any(p in result.message for p in phrases), f"{checker.__name__}, {kind}: {result.message}"
-    assert result.message in capsys.readouterr().out
+    assert result.printed in capsys.readouterr().out
 
 
 # --- float32 answers ----------------------------------------------------------------------------

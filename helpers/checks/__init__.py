@@ -1,0 +1,67 @@
+"""Exercise checkers (introduced in notebook 00_start_here): one engine, one module of checkers per part.
+
+Every exercise ends with a call such as ``checks.dot(dot)``. The checker runs the
+learner's function on ordinary cases, edge cases and hidden larger cases, then
+prints one verdict: a tick when everything is right, or what went wrong with a hint.
+
+=========================  ===================================================================
+module                     holds
+=========================  ===================================================================
+``checks.engine``          ``Case``, ``run_checks``, ``CheckResult``, the registry
+                           (``@checker``, ``CHECKERS``) and the printing of a verdict
+``checks.timing``          the time limit (``TIME_LIMIT``, ``TOTAL_TIME_FACTOR``): signal on the
+                           main thread, helper thread elsewhere
+``checks.compare``         ``compare_arrays``, ``compare_scalar``, float32 room, and
+                           ``named_slip``, the one routine that names a known mistake
+``checks.networks``        part 1: 00_start_here, 01_neurons_and_layers, 02_learning_from_data,
+                           03_backpropagation, 04_training_networks
+``checks.text``            part 2: 05_text_to_numbers, 06_next_token_prediction
+``checks.transformer``     part 3: 07_attention, 08_the_transformer
+``checks.pretraining``     part 4: 09_pretraining, 10_evaluation_and_data
+``checks.adaptation``      part 5: 11_fine_tuning, 12_model_families
+=========================  ===================================================================
+
+Notebooks write ``from helpers import checks`` and call ``checks.<name>(...)``: every checker
+is imported here (and registered in ``checks.CHECKERS``).
+
+A checker never crashes and never hangs, whatever it is given: ``None``, a
+function that raises (even ``sys.exit()``), returns the wrong shape or type,
+returns NaN or an endless generator, changes its input, hard-codes the visible
+example, or loops forever (it is stopped after a time limit, even inside a
+``try: ... except: pass``). It returns a ``CheckResult`` that tests can inspect.
+Interrupting the kernel (Ctrl-C) still stops a checker at once.
+
+One rule holds for every exercise:
+do not change the input array in place; return a new array.
+(``z * 2`` and ``np.maximum(0, z)`` make a new array; ``z *= 2`` and ``z[z < 0] = 0``
+change ``z`` itself.) The checkers hand the function copies and reject an answer that
+changes them.
+
+Answers computed in float32 (PyTorch's default) pass as well as float64 ones: the
+tolerances leave room for float32 rounding.
+
+The time limit is one setting, ``checks.timing.TIME_LIMIT`` (seconds per case), read each
+time a checker runs: ``checks.timing.TIME_LIMIT = 5`` gives a slow computer more time.
+"""
+
+# the engine (every notebook)
+from helpers.checks import timing
+from helpers.checks.compare import as_array, compare_arrays, compare_scalar, named_slip
+from helpers.checks.engine import CHECKERS, Case, CheckResult, checker, run_checks
+
+# part 1: networks (notebooks 00-04)
+from helpers.checks.networks import (accuracy, bce_with_logits, dense_layer, dot, gradient_descent_step, make_batches,
+                                     mse, mul_backward, numerical_gradient, relu, sigmoid, tanh_backward,
+                                     two_layer_forward)
+
+# part 2: text (notebooks 05-06)
+from helpers.checks.text import mean_nll, merge, pair_counts, perplexity, softmax_with_temperature
+
+# part 3: the transformer (notebooks 07-08)
+from helpers.checks.transformer import attention_weights, causal_mask, gpt_parameter_count, layer_norm, masked_attention
+
+# part 4: pretraining (notebooks 09-10)
+from helpers.checks.pretraining import clip_by_global_norm, deduplicate, fit_power_law, warmup_cosine
+
+# part 5: adaptation (notebooks 11-12)
+from helpers.checks.adaptation import confusion_matrix, dialogue_pairs, lora_parameter_count, permutation_mask

@@ -1,0 +1,232 @@
+"""The checker engine: :class:`Case`, :func:`run_checks`, :class:`CheckResult` and the registry.
+
+A checker builds a list of :class:`Case` (arguments and the expected answer, computed by a
+reference implementation) and hands it to :func:`run_checks`, which calls the learner's
+function on each case under the time limit (``timing.py``), compares the answers
+(``compare.py``) and prints one verdict, wrapped at ``WIDTH`` characters on spaces.
+Every checker is registered with :func:`checker`, so that tests can try them all.
+"""
+
+import copy
+import textwrap
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from helpers.checks import timing
+from helpers.checks.compare import compare_arrays, short
+
+WIDTH = 90  # characters: a printed verdict is wrapped on spaces at this width (JupyterLab breaks words)
+
+
+@dataclass
+class CheckResult:
+    """The verdict of one checker: ``passed``, and the ``message`` it printed (one line for the
+    verdict, one for the hint; as printed, each is wrapped to :data:`WIDTH` characters)."""
+
+    name: str
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def printed(self) -> str:
+        """The message as printed: wrapped on spaces to :data:`WIDTH` characters."""
+        return wrap(self.message)
+
+    def _ipython_display_(self) -> None:
+        """The checker has already printed its verdict; show nothing more."""
+
+
+@dataclass
+class Case:
+    """One call of the learner's function: ``fn(*args)`` should equal ``expected``.
+
+    ``label`` describes the input in words for feedback ("a batch of 3 rows").
+    ``compare(got, expected)`` returns ``None`` when ``got`` is right, else a sentence.
+    """
+
+    args: tuple
+    expected: Any
+    label: str
+    compare: Callable[[Any, Any], str | None] | None = None
+    kwargs: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# The registry: every checker of the course, by name
+# ---------------------------------------------------------------------------
+
+CHECKERS: dict[str, Callable[[Any], CheckResult]] = {}
+
+
+def checker(fn):
+    """Register ``fn`` as a checker under its name in :data:`CHECKERS` and return it unchanged.
+
+    Tests try every registered checker on the same broken answers. Two checkers of one name in
+    different modules are refused (the same one again, as when a module is reloaded, replaces it).
+    """
+    known = CHECKERS.get(fn.__name__)
+    if known is not None and known.__module__ != fn.__module__:
+        raise ValueError(f"two checkers are called {fn.__name__}: in {known.__module__} and {fn.__module__}")
+    CHECKERS[fn.__name__] = fn
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# Printing a verdict
+# ---------------------------------------------------------------------------
+
+def wrap(message: str, width: int = WIDTH) -> str:
+    """``message`` with each line longer than ``width`` wrapped on spaces (never inside a word),
+    into as few lines as at ``width`` but of even lengths (no last line of one word). A continued
+    line is indented under its text: the verdict's under the text after its mark ("✗ "), the
+    hint's under the text after "Hint: "."""
+    lines = []
+    for line in message.split("\n"):
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        body = line.lstrip(" ")
+        indent = " " * (len(line) - len(body) + (len("Hint: ") if body.startswith("Hint: ") else 2))
+
+        def fill(at: int) -> list[str]:
+            return textwrap.wrap(line, at, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+
+        balanced, n_lines = width, len(fill(width))
+        while balanced > width // 2 and len(fill(balanced - 1)) == n_lines:
+            balanced -= 1
+        lines.extend(fill(balanced))
+    return "\n".join(lines)
+
+
+def _say(name: str, passed: bool, message: str) -> CheckResult:
+    """Print ``message`` (wrapped) and return it as the verdict of checker ``name``."""
+    result = CheckResult(name, passed, message)
+    print(result.printed)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Running the checks
+# ---------------------------------------------------------------------------
+
+_NOT_IMPLEMENTED = object()  # what _check_case returns for the student copy's unfinished stub
+_TOO_SLOW_QUESTION = "Is there a loop that never ends, or is it doing much more work than needed?"
+
+
+def run_checks(name: str, fn, cases: list[Case], hint: str, time_limit: float | None = None) -> CheckResult:
+    """Run ``fn`` on every case; print and return the verdict. Never hangs, and never raises
+    (but for ``KeyboardInterrupt``: interrupting the kernel stops the checker too).
+
+    Each case may take ``time_limit`` seconds (``timing.TIME_LIMIT`` when not given, read now,
+    so that it can be changed at any time), and all the cases together ``TOTAL_TIME_FACTOR``
+    times that.
+    """
+
+    def verdict(passed: bool, text: str) -> CheckResult:
+        text = text if text.endswith((".", "?", "!")) else text + "."
+        message = f"{'✓' if passed else '✗'} {name}: {text}"
+        if not passed and hint:
+            message += f"\n  Hint: {hint}"
+        return _say(name, passed, message)
+
+    if fn is None or not callable(fn):
+        return verdict(False, f"expected a function, but got {short(fn)}. Pass the function itself, "
+                              f"without calling it: checks.{name}(my_function), not checks.{name}(my_function()).")
+    clock = timing.Clock.for_checker(fn, time_limit)
+    for case in cases:
+        problem = _check_case(fn, case, clock, len(cases))
+        if problem is _NOT_IMPLEMENTED:
+            return _say(name, False, f"… {name}: not implemented yet. Replace `raise NotImplementedError()` "
+                                     "with your code, then run this again.")
+        if problem:
+            return verdict(False, problem)
+    return verdict(True, f"all {len(cases)} checks passed.")
+
+
+def _check_case(fn, case: Case, clock: timing.Clock, n_cases: int):
+    """What is wrong with ``fn`` on ``case``, in words; ``None`` if nothing. The call and the
+    checking of its answer (which may be an endless generator) both run under the time limit."""
+    args, kept = copy.deepcopy(case.args), copy.deepcopy(case.args)
+    status, got = clock.run(lambda: fn(*args, **case.kwargs))
+    if status in ("timeout", "out of time"):
+        return _too_slow(status, got, clock, case.label, n_cases)
+    if status == "raised":
+        _stop_if_interrupted(got)
+        return _NOT_IMPLEMENTED if isinstance(got, NotImplementedError) else _raised(got, case.label)
+    status, problem = clock.run(lambda: _judge(case, args, kept, got))
+    if status in ("timeout", "out of time"):
+        return (f"on {case.label}, your function returned an object of type {type(got).__name__}, and reading "
+                f"it did not finish in time. Is it an endless generator? Return a finished list or array."
+                f"{_still_running(problem)}")
+    if status == "raised":  # an answer so odd that comparing it fails
+        _stop_if_interrupted(problem)
+        return (f"on {case.label}, your function returned {short(got)}, which could not be compared "
+                f"({type(problem).__name__}).")
+    return problem
+
+
+def _same(a, b) -> bool:
+    """Whether two inputs are unchanged copies of each other (arrays, tensors, containers)."""
+    try:
+        if hasattr(a, "detach") and hasattr(b, "detach"):
+            return a.shape == b.shape and bool((a == b).all() | (a.isnan() & b.isnan()).all())
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return bool(a == b)
+    except Exception:
+        return True  # cannot tell: do not accuse the learner
+
+
+def _judge(case: Case, args, kept, got):
+    """What is wrong with the answer ``got``, in words, or with the arguments ``args`` the function
+    was given (``kept`` is an untouched copy); ``None`` if nothing."""
+    if not _same(args, kept):
+        return (f"changed its input while working on {case.label}. The rule is: do not change the input array "
+                "in place; return a new array (or list). For example z * 2 and np.maximum(0, z) make a new "
+                "array, while z *= 2 and z[z < 0] = 0 change z itself.")
+    compare = case.compare or compare_arrays
+    problem = compare(got, case.expected)
+    return f"on {case.label}, your function {problem}" if problem else None
+
+
+def _stop_if_interrupted(exc):
+    """Raise ``exc`` again if it is a KeyboardInterrupt: the learner pressed Ctrl-C (or interrupted
+    the kernel) to stop, and stopping is what the checker must do then."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+
+
+def _raised(exc: BaseException, label: str) -> str:
+    """The learner's function raised ``exc`` on the case ``label``: what to tell them."""
+    if isinstance(exc, SystemExit):
+        return (f"called sys.exit() (or exit(), quit()) on {label}, which would stop Python itself. "
+                "Return the answer instead.")
+    detail = str(exc)[:200]
+    if not detail:  # e.g. GeneratorExit()
+        return f"raised {type(exc).__name__} (on {label})."
+    return f"raised {type(exc).__name__}: {detail} (on {label})."
+
+
+def _too_slow(status: str, detail, clock: timing.Clock, label: str, n_cases: int) -> str:
+    """The message for code stopped by the time limit on one case, or by the checker's total time."""
+    if status == "timeout":
+        what = f"did not finish within {clock.per_case:g} s on {label}."
+    else:
+        what = f"did not finish all {n_cases} checks within {clock.total:g} s in total (time ran out on {label})."
+    return f"{what} {_TOO_SLOW_QUESTION}{_still_running(detail)}"
+
+
+def _still_running(detail) -> str:
+    """What to add when the time limit could not stop the code (it ran in a helper thread)."""
+    if detail == "still running":
+        return " It is still running in the background: restart the kernel to stop it."
+    return ""
