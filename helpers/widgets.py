@@ -27,10 +27,16 @@ import matplotlib.pyplot as plt
 from helpers import plots
 
 
+# Every control's label gets the same width, so the controls of an explorer line up one under
+# another; wide enough for the course's longest label ("checkpoint (0 = after 100 steps)").
+LABEL_STYLE = {"description_width": "16em"}
+CONTROL_WIDTH = "36em"   # label and control together
+
+
 def slider(value, min, max, step=None, description="", log=False, readout_format=None):
     """A labelled slider: ``FloatSlider`` (or ``FloatLogSlider`` when ``log``), or ``IntSlider`` for ints."""
-    style = {"description_width": "initial"}
-    layout = widgets.Layout(width="360px")
+    style = LABEL_STYLE
+    layout = widgets.Layout(width=CONTROL_WIDTH)
     if log:
         import math
 
@@ -48,13 +54,13 @@ def slider(value, min, max, step=None, description="", log=False, readout_format
 def text_box(value: str = "", description: str = ""):
     """A one-line text input that updates when you press Enter or leave the box."""
     return widgets.Text(value=value, description=description, continuous_update=False,
-                        style={"description_width": "initial"}, layout=widgets.Layout(width="560px"))
+                        style=LABEL_STYLE, layout=widgets.Layout(width="48em"))
 
 
 def choice(value: str, options, description: str = ""):
     """A drop-down list: ``.value`` is the chosen one of ``options``."""
     return widgets.Dropdown(value=value, options=list(options), description=description,
-                            style={"description_width": "initial"}, layout=widgets.Layout(width="360px"))
+                            style=LABEL_STYLE, layout=widgets.Layout(width=CONTROL_WIDTH))
 
 
 def toggle(value: bool, description: str = ""):

@@ -22,7 +22,7 @@ def make_attention_heads(weights_by_head, labels=None, title: str = ""):
     maps = [np.asarray(w, dtype=float) for w in weights_by_head]
     ncols = min(2, len(maps))
     nrows = -(-len(maps) // ncols)
-    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=5.2 * ncols, height=4.9 * nrows)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=5.6 * ncols, height=5.2 * nrows)
     axes = np.atleast_1d(axes)
     for h, (ax, weights) in enumerate(zip(axes, maps)):
         image = attention_heatmap(ax, weights, labels, title=f"head {h}", colorbar=False)
@@ -53,7 +53,7 @@ def make_attention_explorer(model, tokenizer, text: str, position: int = 20, hea
     head = int(min(max(head, 0), n_head - 1))
     weights = attention.head_weights(model, ids, layer, head, scale=scale, causal=causal).numpy()
     row = weights[position]
-    fig, (ax_map, ax_row) = plt.subplots(1, 2, figsize=(10.4, 5.0), dpi=DPI, layout="constrained",
+    fig, (ax_map, ax_row) = plt.subplots(1, 2, figsize=(11.2, 5.4), dpi=DPI, layout="constrained",
                                          gridspec_kw={"width_ratios": [1.25, 1]})   # room for 32 labelled rows
     fig.get_layout_engine().set(wspace=0.05)   # a gap between the colour bar's label and the bars' axis
     attention_heatmap(ax_map, weights, chars, highlight_row=position,
