@@ -2,7 +2,6 @@
 LayerNorm, the loss at initialisation, generation and a tiny overfit."""
 
 import math
-import time
 
 import pytest
 import torch
@@ -306,7 +305,6 @@ def test_dropout_is_active_in_training_only():
 
 
 def test_tiny_model_memorises_a_sequence():
-    start = time.perf_counter()
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=16, block_size=32, n_layer=1, n_head=2, n_embd=32))
     sequence = torch.randint(0, 16, (1, 33), generator=torch.Generator().manual_seed(0))
@@ -318,7 +316,6 @@ def test_tiny_model_memorises_a_sequence():
         loss.backward()
         optimizer.step()
     assert model(x, y)[1].item() < 0.1
-    assert time.perf_counter() - start < 3.0 * 3     # < 3 s on a quiet machine; slack for a busy one
 
 
 # ---------------------------------------------------------------- generation
