@@ -18,6 +18,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[_variable] = "1"
 
@@ -26,3 +28,13 @@ sys.path.insert(0, str(Path(__file__).parent / "tests"))
 import printed_numbers  # noqa: E402  (tests/printed_numbers.py)
 
 printed_numbers.install()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_after_each_test():
+    """A test that runs a command with ``--threads 2`` (or sets threads itself) must not leave
+    the rest of its worker's tests on two threads."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)

@@ -136,7 +136,7 @@ def test_an_interrupted_sweep_keeps_the_complete_file_and_resumes(tmp_path, monk
 
 def test_the_command_refuses_an_unknown_experiment(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        make_sweeps.main(["--only", "noise-0.5", "--out", str(tmp_path)])
+        make_sweeps.main(["--only", "noise-0.5", "--out", str(tmp_path), "--threads", "1"])
     assert "unknown experiments" in capsys.readouterr().err
 
 
