@@ -12,7 +12,8 @@ Two primitives that every command in ``scripts/`` and every ``save`` function sh
 And what the long commands in ``scripts/`` share: :func:`command_parser` and
 :func:`start_command` (``--out``, ``--threads``, the output folder) and, for a results file
 filled run by run, :func:`partial_path` and :func:`finish_partial` (an interrupted command never
-replaces a complete file with an unfinished one).
+replaces a complete file with an unfinished one), and :func:`require_finished` (a training run
+stopped by Ctrl-C is never stored as a finished one).
 """
 
 import argparse
@@ -111,6 +112,14 @@ def finish_partial(path, record) -> Path:
     write_json(path, record)
     partial_path(path).unlink(missing_ok=True)
     return Path(path)
+
+
+def require_finished(history: dict, steps: int) -> None:
+    """Stop the command (exit status 1, nothing more written) unless the training run whose
+    ``history`` it holds was measured at its last step, ``steps``. Ctrl-C stops
+    ``helpers.training.train`` and ``fit`` cleanly, with a shorter history: that run is unfinished."""
+    if history["step"][-1:] != [steps]:
+        raise SystemExit(f"the run stopped before step {steps} (interrupted?); nothing more is stored")
 
 
 def command_parser(script, doc: str, threads: int | None = None) -> argparse.ArgumentParser:

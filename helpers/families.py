@@ -99,34 +99,21 @@ def batch(objective: str, ids: torch.Tensor, mask_id: int, batch_size: int = 16,
 
 
 def train_objective(objective: str, stop_after: int | None = None, on_eval=None):
-    """Train a fresh small GPT with ``objective`` on the training plays (``TRAIN`` settings).
-    Returns ``(model, history)``; ``history`` holds the mean training loss of every 50 steps.
-    ``stop_after`` stops early (same schedule), so a short run repeats the start of the full one."""
+    """Train a fresh small GPT with ``objective`` on the training plays (``TRAIN`` settings, by
+    ``helpers.training.train``). Returns ``(model, history)``; ``history`` holds the mean training
+    loss of every 50 steps. ``stop_after`` stops early (same schedule), so a short run repeats the
+    start of the full one. ``on_eval(history)`` is called after every 50 steps."""
     tok, mask_id = tokenizer_and_mask_id()
-    config = training.TrainConfig(**TRAIN)
+    config = training.TrainConfig(**{**TRAIN, "eval_every": 50})
     ids = torch.tensor(tok.encode(data.corpus_text("train")))
-    model = make_model(config.seed)
-    optimizer = training.make_optimizer(model, config)
-    generator = torch.Generator().manual_seed(config.seed)
-    history, recent, started = {"step": [], "loss": []}, [], time.perf_counter()
-    for step in range(1, (stop_after or config.steps) + 1):
-        for group in optimizer.param_groups:
-            group["lr"] = training.learning_rate(step - 1, config)
-        x, y, mask = batch(objective, ids, mask_id, config.batch_size, generator)
-        _, loss = model(x, y, mask=mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        recent.append(loss.item())
-        if step % 50 == 0 or step == config.steps:
-            history["step"].append(step)
-            history["loss"].append(round(sum(recent) / len(recent), 4))
-            recent = []
-            if on_eval is not None:
-                on_eval(dict(history))
+    model, started = make_model(config.seed), time.perf_counter()
+    history = training.train(
+        model, ids, None, config, progress=False, stop_after=stop_after,
+        make_batch=lambda generator: batch(objective, ids, mask_id, config.batch_size, generator),
+        measure=lambda losses: {"loss": round(sum(losses) / len(losses), 4)},
+        on_eval=None if on_eval is None else lambda step, h: on_eval(dict(h)))
     history["seconds"] = round(time.perf_counter() - started, 1)
-    return model.eval(), history
+    return model, history
 
 
 # ---------------------------------------------------------------- what each can do
@@ -272,15 +259,14 @@ def dialogue_data():
 
 
 def train_dialogue(steps: int | None = None, on_eval=None):
-    """LoRA-fine-tune the pretrained GPT to answer in the dialogue format (loss on the reply only).
-    Returns ``(model, tokenizer, history)``: the held-out reply loss every 100 steps."""
+    """LoRA-fine-tune the pretrained GPT to answer in the dialogue format (loss on the reply only),
+    by ``helpers.training.fit``. Returns ``(model, tokenizer, history)``: the held-out reply loss
+    every 100 steps (``on_eval(history)`` after each)."""
     from helpers import finetune
 
     steps = DIALOGUE["steps"] if steps is None else steps
     train_pairs, eval_pairs = dialogue_data()
     model, tok = finetune.prepare("lora", seed=DIALOGUE["seed"])
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=DIALOGUE["lr"],
-                                  weight_decay=0.0)
     rng = random.Random(DIALOGUE["seed"])
     history, started = {"step": [], "reply_loss": []}, time.perf_counter()
 
@@ -290,18 +276,11 @@ def train_dialogue(steps: int | None = None, on_eval=None):
         if on_eval is not None:
             on_eval(dict(history))
 
-    measure(0)
-    for step in range(1, steps + 1):
-        x, y = finetune.answer_batch(tok, rng.sample(train_pairs, DIALOGUE["batch_size"]), dialogue_prompt)
-        _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if step % 100 == 0 or step == steps:
-            measure(step)
+    training.fit(model, lambda: finetune.answer_batch(tok, rng.sample(train_pairs, DIALOGUE["batch_size"]),
+                                                      dialogue_prompt),
+                 steps, DIALOGUE["lr"], evaluate=measure, eval_at=range(0, steps + 1, 100))
     history["seconds"] = round(time.perf_counter() - started, 1)
-    return model.eval(), tok, history
+    return model, tok, history
 
 
 # ---------------------------------------------------------------- the masks side by side (notebook 12's figures)

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from helpers import data, training
+from helpers import checkpoints, data, training
 from helpers.artefacts import atomic_write
+from helpers.checkpoints import CheckpointError
 
 GENRE_CLASSES = ("comedies", "histories", "tragedies")   # the genres that have held-out plays
 
@@ -276,7 +277,7 @@ def load_pretrained():
     from helpers import tokenizers
     from helpers.paths import DATA_DIR
 
-    model, checkpoint = training.load_model(DATA_DIR / PRETRAINED)
+    model, checkpoint = checkpoints.load_model(DATA_DIR / PRETRAINED)
     return model, tokenizers.CharTokenizer(checkpoint["tokenizer_chars"])
 
 
@@ -318,10 +319,11 @@ def train_classifier(method: str, per_genre: int, steps: int | None = None, on_e
 
     Also measured at each of those steps: the body's own language-model loss on the validation
     plays (with the original head: has fine-tuning made it forget how to predict text?).
-    ``on_eval(record)`` is called after every measurement. The learning rate is constant, so the
-    first ``n`` steps of a long run equal a run of ``n`` steps (notebook 11 checks one live).
+    ``on_eval(record)`` is called after every measurement. Trained by ``helpers.training.fit``:
+    the learning rate is constant, so the first ``n`` steps of a long run equal a run of ``n``
+    steps (notebook 11 checks one live); after Ctrl-C the result's ``steps`` says how many were
+    done.
     """
-
     settings = CLASSIFY
     steps = settings["steps"] if steps is None else steps
     train_texts, train_labels = genre_passages("train", per_genre, settings["length"], seed=settings["seed"])
@@ -333,35 +335,29 @@ def train_classifier(method: str, per_genre: int, steps: int | None = None, on_e
     x, y = _encode(tok, train_texts), torch.tensor(train_labels)
     x_eval, y_eval = _encode(tok, eval_texts), torch.tensor(eval_labels)
     lm_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
-    optimizer = torch.optim.AdamW([p for p in classifier.parameters() if p.requires_grad],
-                                  lr=settings["lr"][method], weight_decay=0.0)
     generator = torch.Generator().manual_seed(settings["seed"])
     history = {"step": [], "accuracy": [], "lm_loss": []}
-    started = time.perf_counter()
+    predictions, started = None, time.perf_counter()
+
+    def make_batch():
+        rows = torch.randint(len(x), (settings["batch_size"],), generator=generator)
+        return x[rows], y[rows]
 
     def measure(step):
+        nonlocal predictions
         predictions = predict(classifier, x_eval)
         history["step"].append(step)
         history["accuracy"].append(round((predictions == y_eval).float().mean().item(), 4))
         history["lm_loss"].append(round(training.estimate_loss(classifier.body, lm_ids, batches=5), 4))
         if on_eval is not None:
             on_eval(dict(history))
-        return predictions
 
     history["lm_loss_before"] = round(training.estimate_loss(classifier.body, lm_ids, batches=5), 4)
-    predictions = None
-    for step in range(1, steps + 1):
-        rows = torch.randint(len(x), (settings["batch_size"],), generator=generator)
-        _, loss = classifier(x[rows], y[rows])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(classifier.parameters(), 1.0)
-        optimizer.step()
-        if step in settings["eval_at"] or step == steps:
-            predictions = measure(step)
-    return {"method": method, "per_genre": per_genre, "steps": steps, "trainable": count_trainable(classifier),
-            "history": history, "predictions": predictions.tolist(), "labels": eval_labels,
-            "seconds": round(time.perf_counter() - started, 1)}
+    done = training.fit(classifier, make_batch, steps, settings["lr"][method], evaluate=measure,
+                        eval_at=settings["eval_at"])
+    return {"method": method, "per_genre": per_genre, "steps": done, "trainable": count_trainable(classifier),
+            "history": history, "predictions": None if predictions is None else predictions.tolist(),
+            "labels": eval_labels, "seconds": round(time.perf_counter() - started, 1)}
 
 
 # ---------------------------------------------------------------- modernisation as generation
@@ -443,15 +439,14 @@ def train_modernise(method: str, steps: int | None = None, on_eval=None):
     (``"scratch"``) to write the modern version of a line (``MODERNISE`` settings). Every
     ``eval_every`` steps: the answer loss on held-out pairs and the language-model loss on the
     validation plays (forgetting). Returns ``(model, tokenizer, result)``; ``result`` has the
-    history, final scores on the held-out pairs, trainable count and seconds."""
-
+    history, final scores on the held-out pairs, trainable count and seconds. Trained by
+    ``helpers.training.fit``; after Ctrl-C, ``steps`` says how many steps were done and there
+    are no final scores."""
     settings = MODERNISE
     steps = settings["steps"] if steps is None else steps
     train_pairs, eval_pairs = modernisation_data()
     model, tok = prepare(method, seed=settings["seed"])
     lm_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=settings["lr"][method], weight_decay=0.0)
     rng = random.Random(settings["seed"])
     history = {"step": [], "answer_loss": [], "lm_loss": []}
     started = time.perf_counter()
@@ -463,20 +458,12 @@ def train_modernise(method: str, steps: int | None = None, on_eval=None):
         if on_eval is not None:
             on_eval(dict(history))
 
-    measure(0)
-    for step in range(1, steps + 1):
-        x, y = answer_batch(tok, rng.sample(train_pairs, settings["batch_size"]))
-        _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if step % settings["eval_every"] == 0 or step == steps:
-            measure(step)
-    final = scores(model, tok, eval_pairs)
-    return model.eval(), tok, {"method": method, "steps": steps, "trainable": count_trainable(model),
-                               "history": history, "final": final,
-                               "seconds": round(time.perf_counter() - started, 1)}
+    done = training.fit(model, lambda: answer_batch(tok, rng.sample(train_pairs, settings["batch_size"])),
+                        steps, settings["lr"][method], evaluate=measure,
+                        eval_at=range(0, steps + 1, settings["eval_every"]))
+    final = scores(model, tok, eval_pairs) if done == steps else None
+    return model, tok, {"method": method, "steps": done, "trainable": count_trainable(model),
+                        "history": history, "final": final, "seconds": round(time.perf_counter() - started, 1)}
 
 
 # ---------------------------------------------------------------- saving a LoRA adapter
@@ -497,12 +484,10 @@ def save_adapter(model, path, **info) -> None:
 
 
 def _check_lora_settings(path, settings) -> None:
-    """A :class:`helpers.training.CheckpointError` naming ``path`` unless ``settings`` is a dict
+    """A :class:`helpers.checkpoints.CheckpointError` naming ``path`` unless ``settings`` is a dict
     like :data:`LORA`: exactly ``rank`` (a whole number, at least 1), ``alpha`` (a finite number) and
     ``targets`` (a list or tuple of layer names)."""
     from helpers import gpt
-    from helpers.training import CheckpointError
-
     if not isinstance(settings, dict) or set(settings) != set(LORA):
         got = sorted(settings, key=str) if isinstance(settings, dict) else type(settings).__name__
         raise CheckpointError(f"{path}: its LoRA settings must be a dict of {sorted(LORA)}, got {got}")
@@ -520,13 +505,11 @@ def _check_lora_settings(path, settings) -> None:
 def load_adapter(path):
     """``(model, tokenizer, info)``: the pretrained GPT with the LoRA adapter saved in ``path``.
 
-    A clear :class:`helpers.training.CheckpointError` (a ``ValueError``) naming the file when it
+    A clear :class:`helpers.checkpoints.CheckpointError` (a ``ValueError``) naming the file when it
     is missing, corrupt or does not fit: an entry missing, LoRA settings missing, unknown or of
     the wrong type (rank 0, say), matrices missing, unknown, of the wrong shape or holding NaN
     or infinity. Loads with ``weights_only=True``: a file can hold data, never code."""
     from pathlib import Path
-
-    from helpers.training import CheckpointError
 
     path = Path(path)
     if not path.is_file():
@@ -550,6 +533,6 @@ def load_adapter(path):
     except (TypeError, ValueError) as exc:            # e.g. a rank above the layers' width, a target twice
         raise CheckpointError(f"{path}: its LoRA settings do not fit the pretrained model: {exc}") from None
     shapes = {name: p.shape for name, p in model.named_parameters() if name.endswith((".A", ".B"))}
-    training.check_tensors(path, state["weights"], shapes, what="LoRA matrices", fit="the pretrained model")
+    checkpoints.check_tensors(path, state["weights"], shapes, what="LoRA matrices", fit="the pretrained model")
     model.load_state_dict(state["weights"], strict=False)
     return model.eval(), tok, state["info"]

@@ -23,7 +23,7 @@ Every file is written atomically (a temporary file, then renamed).
 import sys
 import time
 
-from helpers import artefacts, families, finetune, training
+from helpers import artefacts, checkpoints, families, finetune, training
 
 
 def main(argv=None) -> int:
@@ -38,13 +38,15 @@ def main(argv=None) -> int:
     for objective in families.OBJECTIVES:
         print(f"{objective} ...", flush=True)
         model, history = families.train_objective(objective)
+        artefacts.require_finished(history, families.TRAIN["steps"])
         print(f"  loss {history['loss'][-1]}, {history['seconds']} s", flush=True)
         result["objectives"][objective] = history
-        training.save_checkpoint(args.out / f"family_{objective}.pt", model,
-                                 training.TrainConfig(**families.TRAIN), step=families.TRAIN["steps"],
-                                 history=history, tokenizer_chars="".join(tok.chars), precision="float16")
+        checkpoints.save_checkpoint(args.out / f"family_{objective}.pt", model,
+                                    training.TrainConfig(**families.TRAIN), step=families.TRAIN["steps"],
+                                    history=history, tokenizer_chars="".join(tok.chars), precision="float16")
     print("dialogue ...", flush=True)
     model, _, history = families.train_dialogue(on_eval=lambda h: print("  ", h, flush=True))
+    artefacts.require_finished(history, families.DIALOGUE["steps"])
     result["dialogue"] = history
     made = artefacts.provenance(seconds=history["seconds"], seed=families.DIALOGUE["seed"], argv=args.argv)
     finetune.save_adapter(model, args.out / "dialogue_lora.pt", steps=families.DIALOGUE["steps"], provenance=made)

@@ -41,6 +41,7 @@ def genre(out: Path, argv: list[str]) -> None:
             name = f"{method}-{per_genre}"
             print(f"{name} ...", flush=True)
             result["runs"][name] = finetune.train_classifier(method, per_genre)
+            artefacts.require_finished(result["runs"][name]["history"], finetune.CLASSIFY["steps"])
             print(f"  accuracy {result['runs'][name]['history']['accuracy']}, "
                   f"{result['runs'][name]['seconds']} s", flush=True)
             artefacts.write_json(artefacts.partial_path(path), result)
@@ -56,6 +57,7 @@ def modernise(out: Path, argv: list[str]) -> None:
     for method in ("full", "lora", "scratch"):
         print(f"{method} ...", flush=True)
         model, _, run = finetune.train_modernise(method, on_eval=lambda h: print("  ", h, flush=True))
+        artefacts.require_finished(run["history"], finetune.MODERNISE["steps"])
         print(f"  CER {run['final']['cer']}, exact {run['final']['exact']}, {run['seconds']} s", flush=True)
         result["runs"][method] = run
         artefacts.write_json(artefacts.partial_path(path), result)

@@ -24,7 +24,7 @@ from dataclasses import asdict
 
 import torch
 
-from helpers import artefacts, data, gpt, tokenizers, training
+from helpers import artefacts, checkpoints, data, gpt, tokenizers, training
 
 NAME = "gpt_shakespeare"
 MODEL, TRAIN = training.SHIPPED_MODEL, training.SHIPPED_TRAIN
@@ -70,9 +70,9 @@ def main(argv=None) -> int:
     if not history["step"] or history["step"][-1] != train_config.steps:
         print("training did not finish; nothing shipped. Continue with --resume.")
         return 1
-    training.save_checkpoint(final, model, train_config, train_config.steps, history,
-                             tokenizer_chars="".join(tok.chars), precision="float16")
-    shipped, _ = training.load_model(final)              # evaluate exactly what ships (float16 weights)
+    checkpoints.save_checkpoint(final, model, train_config, train_config.steps, history,
+                                tokenizer_chars="".join(tok.chars), precision="float16")
+    shipped, _ = checkpoints.load_model(final)            # evaluate exactly what ships (float16 weights)
     losses = {split: training.full_loss(shipped, ids) for split, ids in
               (("train (first 200,000 characters)", train_ids[:200_000]), ("validation", val_ids), ("test", test_ids))}
     record = {**artefacts.provenance(seconds=time.perf_counter() - started, seed=MODEL_SEED, argv=args.argv),

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from helpers import artefacts, data, experiments, tokenizers, training
+from helpers import artefacts, checkpoints, data, experiments, tokenizers, training
 from helpers.paths import DATA_DIR
 
 FRACTIONS = (256, 64, 16, 4)                         # 1/256 ... 1/4 of every play (the baseline is all of it)
@@ -80,7 +80,7 @@ def experiment_plan() -> dict:
 
 def per_play_losses() -> dict:
     """The shipped model's loss on the first ``PLAY_CHARACTERS`` characters of every play."""
-    model, state = training.load_model(DATA_DIR / "gpt_shakespeare.pt")
+    model, state = checkpoints.load_model(DATA_DIR / "gpt_shakespeare.pt")
     tok = tokenizers.CharTokenizer(state["tokenizer_chars"])
     held_out = set(data.VALIDATION_PLAYS + data.TEST_PLAYS)
     out = {}

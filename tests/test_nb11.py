@@ -39,6 +39,17 @@ def test_a_short_genre_run_measures_accuracy_and_forgetting(monkeypatch):
     assert result["trainable"] == 12_867 and h["lm_loss"][0] != h["lm_loss_before"]
 
 
+def test_the_live_rerun_repeats_the_stored_start_of_its_run(genre):
+    """Notebook 11's live check (there: within 2 passages and 0.01), on one thread: 4 digits,
+    exactly on this project's machine; the tolerance leaves room for another CPU's rounding."""
+    method, per_genre = genre["live_check"]
+    stored = genre["runs"][f"{method}-{per_genre}"]["history"]
+    rerun = finetune.train_classifier(method, per_genre, steps=25)["history"]
+    assert rerun["step"] == [25] and rerun["lm_loss_before"] == pytest.approx(stored["lm_loss_before"], abs=2e-4)
+    assert [rerun["accuracy"][0], rerun["lm_loss"][0]] == pytest.approx([stored["accuracy"][0], stored["lm_loss"][0]],
+                                                                          abs=2e-4)
+
+
 def test_translate_stops_at_the_line_break_and_scores_add_up():
     model, tok = finetune.load_pretrained()
     out = finetune.translate(model, tok, "How dost thou?")
@@ -81,6 +92,20 @@ def test_the_genre_command_writes_its_file_only_when_complete(tmp_path, monkeypa
     done = json.loads((tmp_path / "finetune_genre.json").read_text())
     assert len(done["runs"]) == len(finetune.METHODS) * len(make_finetune.SIZES) and "provenance" in done
     assert not list(tmp_path.glob("*.partial.json")) and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_run_stopped_by_ctrl_c_is_never_stored_as_finished(tmp_path, monkeypatch):
+    """Ctrl-C stops training.fit cleanly, so a stopped run comes back with a shorter history."""
+    (tmp_path / "finetune_genre.json").write_text('{"complete": true}')
+
+    def stopped(method, per_genre, **kwargs):
+        return {**_fake_classifier(method, per_genre), "history": {"step": [25], "accuracy": [0.5]}}
+
+    monkeypatch.setattr(finetune, "train_classifier", stopped)
+    with pytest.raises(SystemExit, match="stopped before step 200"):
+        make_finetune.main(["--part", "genre", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "finetune_genre.json").read_text()) == {"complete": True}
+    assert not (tmp_path / "finetune_genre.partial.json").exists()
 
 
 # --- the stored files ------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""helpers.training: the schedule, the loop's safety nets, and checkpoints that fail clearly."""
+"""helpers.training: the schedule, the loops (train and fit) and their safety nets, resuming from a
+checkpoint, and the loss measurements."""
 
 import json
 import math
@@ -8,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import gpt, training
+from helpers import checkpoints, gpt, training
 
 TINY = gpt.GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=8)
 
@@ -53,7 +54,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(tmp_path):
     history = training.train(model, ids, ids, config, checkpoint_path=path, progress=False, tokenizer_chars="abc")
     assert history["step"] == [50, 100, 150]
     assert history["val"][-1] < math.log(12) - 1.0
-    loaded, state = training.load_model(path)
+    loaded, state = checkpoints.load_model(path)
     assert state["step"] == 150 and state["tokenizer_chars"] == "abc" and state["history"] == history
     x = ids[:8][None]
     torch.testing.assert_close(loaded(x)[0], model(x)[0])
@@ -74,7 +75,7 @@ def test_resuming_gives_the_same_model_as_an_uninterrupted_run(tmp_path):
             raise KeyboardInterrupt
 
     training.train(first, ids, ids, config, checkpoint_path=path, progress=False, on_eval=stop)
-    assert training.load_checkpoint(path)["step"] == 40
+    assert checkpoints.load_checkpoint(path)["step"] == 40
     second = tiny_model(seed=123)                                         # different start: weights come from the file
     history = training.train(second, ids, ids, config, checkpoint_path=path, resume=True, progress=False)
     assert history["step"] == [20, 40, 60]
@@ -93,7 +94,7 @@ def test_interrupt_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
     training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False, on_eval=stop_later)
     assert "interrupted after 50 steps; the last checkpoint (step 50)" in capsys.readouterr().out
-    assert training.load_checkpoint(path)["step"] == 50
+    assert checkpoints.load_checkpoint(path)["step"] == 50
 
 
 def test_resuming_with_other_settings_or_another_model_is_refused(tmp_path):
@@ -102,10 +103,10 @@ def test_resuming_with_other_settings_or_another_model_is_refused(tmp_path):
     path = tmp_path / "run.pt"
     training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False)
     longer = training.TrainConfig(**{**config.__dict__, "steps": 40})
-    with pytest.raises(training.CheckpointError, match=r"other settings.*'steps': \(40, 20\)"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"other settings.*'steps': \(40, 20\)"):
         training.train(tiny_model(), ids, ids, longer, checkpoint_path=path, resume=True, progress=False)
     wider = gpt.GPT(gpt.GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16))
-    with pytest.raises(training.CheckpointError, match="different model"):
+    with pytest.raises(checkpoints.CheckpointError, match="different model"):
         training.train(wider, ids, ids, config, checkpoint_path=path, resume=True, progress=False)
 
 
@@ -141,72 +142,116 @@ def test_snapshots_are_small_int8_copies(tmp_path):
     path = tmp_path / "run.pt"
     snapshot = tmp_path / "run.step000013.pt"
     training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False, snapshots={13: snapshot})
-    state = training.load_checkpoint(snapshot)
+    state = checkpoints.load_checkpoint(snapshot)
     assert state["model"]["token_embedding.weight"].dtype == torch.int8 and state["optimizer"] is None
-    model, _ = training.load_model(snapshot)
+    model, _ = checkpoints.load_model(snapshot)
     assert model.token_embedding.weight.dtype == torch.float32
 
 
-@pytest.mark.parametrize("precision, tolerance", [("float32", 0.0), ("float16", 1e-3), ("int8", 0.05)])
-def test_stored_precision_changes_the_model_only_a_little(tmp_path, precision, tolerance):
+# --- other objectives, short runs and fine-tunes: the same loops, step for step -----------------
+
+def masked_batch(ids, batch_size, generator):
+    """A toy objective with a mask and ignored targets, drawn with the run's generator, like
+    notebook 12's (``families.batch``)."""
+    x, y = training.random_batch(ids, batch_size, TINY.block_size, generator)
+    hidden = torch.rand(x.shape, generator=generator) < 0.3
+    return x.masked_fill(hidden, 0), y.masked_fill(~hidden, -100), gpt.bidirectional_mask(TINY.block_size)
+
+
+def test_train_with_a_batch_function_is_the_written_out_loop_bit_for_bit():
+    """families.train_objective was this loop when notebook 12's stored curves were made; train
+    with make_batch, measure and stop_after must repeat it exactly: same draws, same arithmetic."""
+    ids = tiny_data()
+    config = training.TrainConfig(steps=30, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=10)
+    reference = tiny_model()
+    optimizer = training.make_optimizer(reference, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    expected, recent = [], []
+    for step in range(1, 26):
+        for group in optimizer.param_groups:
+            group["lr"] = training.learning_rate(step - 1, config)
+        x, y, mask = masked_batch(ids, config.batch_size, generator)
+        _, loss = reference(x, y, mask=mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), config.grad_clip)
+        optimizer.step()
+        recent.append(loss.item())
+        if step % 10 == 0 or step == 25:
+            expected.append(sum(recent) / len(recent))
+            recent = []
     model = tiny_model()
-    path = training.save_checkpoint(tmp_path / f"{precision}.pt", model, precision=precision)
-    loaded, _ = training.load_model(path)
-    x = tiny_data(8)[None]
-    probs, loaded_probs = (torch.softmax(m(x)[0], -1) for m in (model, loaded))
-    assert (probs - loaded_probs).abs().max() <= tolerance
-    for (name, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters()):
-        assert (a - b).abs().max() <= a.abs().max() / 127 + 1e-6, name
-    with pytest.raises(ValueError, match="precision must be"):
-        training.save_checkpoint(tmp_path / "x.pt", model, precision="int4")
+    history = training.train(model, None, None, config, progress=False, stop_after=25,
+                             make_batch=lambda g: masked_batch(ids, config.batch_size, g),
+                             measure=lambda losses: {"loss": sum(losses) / len(losses)})
+    assert history == {"step": [10, 20, 25], "loss": expected}
+    assert all(torch.equal(a, b) for a, b in zip(reference.parameters(), model.parameters()))
 
 
-# --- broken checkpoints give clear errors naming the file -------------------------------------
+def test_a_run_stopped_early_resumes_into_the_full_run(tmp_path, capsys):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=40, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=20)
+    straight = tiny_model()
+    full = training.train(straight, ids, ids, config, progress=False)
+    path = tmp_path / "short.pt"
+    history = training.train(tiny_model(), ids, ids, config, checkpoint_path=path, progress=False, stop_after=15)
+    assert history["step"] == [15] and checkpoints.load_checkpoint(path)["step"] == 15
+    resumed = tiny_model(seed=5)
+    history = training.train(resumed, ids, ids, config, checkpoint_path=path, resume=True, progress=False)
+    assert history["step"] == [15, 20, 40] and history["val"][1:] == full["val"]
+    assert all(torch.equal(a, b) for a, b in zip(straight.parameters(), resumed.parameters()))
+    with pytest.raises(ValueError, match="stop_after must be at least 1"):
+        training.train(tiny_model(), ids, ids, config, progress=False, stop_after=0)
 
-@pytest.fixture
-def good_checkpoint(tmp_path):
-    path = tmp_path / "good.pt"
-    training.save_checkpoint(path, tiny_model(), step=3)
-    return path
+    def stop(step, history):
+        raise KeyboardInterrupt
 
-
-def test_missing_checkpoint(tmp_path):
-    with pytest.raises(training.CheckpointError, match=r"nope\.pt: no such checkpoint file"):
-        training.load_model(tmp_path / "nope.pt")
-
-
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
-def test_truncated_or_corrupted_checkpoint(good_checkpoint, damage):
-    data = good_checkpoint.read_bytes()
-    good_checkpoint.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 50,
-                                 "empty": b""}[damage])
-    with pytest.raises(training.CheckpointError, match=r"good\.pt: cannot be read .*truncated or corrupted"):
-        training.load_model(good_checkpoint)
-
-
-def test_not_a_course_checkpoint(tmp_path):
-    path = tmp_path / "other.pt"
-    torch.save({"weights": torch.zeros(3)}, path)
-    with pytest.raises(training.CheckpointError, match="not a course GPT checkpoint"):
-        training.load_model(path)
+    training.train(tiny_model(), ids, ids, config, progress=False, on_eval=stop)
+    assert capsys.readouterr().out == "interrupted after 20 steps.\n"      # no checkpoint: nothing to resume
 
 
-def test_unsafe_pickles_are_refused(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format": training.FORMAT, "payload": object.__new__(training.TrainConfig)}, path)
-    with pytest.raises(training.CheckpointError, match="cannot be read"):
-        training.load_checkpoint(path)
+def test_fit_is_the_written_out_fine_tuning_loop_bit_for_bit():
+    """finetune.train_classifier, train_modernise and families.train_dialogue were this loop when
+    notebooks 11 and 12's stored curves were made; fit must repeat it exactly."""
+    ids = tiny_data()
+
+    def frozen_embedding_model():                   # some parameters frozen, as with LoRA or a frozen body
+        model = tiny_model()
+        model.token_embedding.weight.requires_grad_(False)
+        return model
+
+    reference = frozen_embedding_model()
+    optimizer = torch.optim.AdamW([p for p in reference.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(1, 13):
+        x, y = training.random_batch(ids, 4, TINY.block_size, generator)
+        _, loss = reference(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reference.parameters(), 1.0)
+        optimizer.step()
+    model, generator, calls = frozen_embedding_model(), torch.Generator().manual_seed(0), []
+    done = training.fit(model, lambda: training.random_batch(ids, 4, TINY.block_size, generator), 12, 3e-3,
+                        evaluate=lambda step: calls.append((step, model.training)), eval_at=(0, 5))
+    assert done == 12 and calls == [(0, True), (5, True), (12, True)] and not model.training
+    assert all(torch.equal(a, b) for a, b in zip(reference.parameters(), model.parameters()))
 
 
-def test_mismatched_checkpoint(good_checkpoint):
-    other = gpt.GPTConfig(vocab_size=12, block_size=8, n_layer=2, n_head=2, n_embd=8)
-    with pytest.raises(training.CheckpointError, match=r"different model.*n_layer.*\(2, 1\)"):
-        training.load_model(good_checkpoint, config=other)
-    state = torch.load(good_checkpoint, weights_only=True)
-    state["model"]["blocks.0.mlp.fc.weight"] = torch.zeros(3, 3)
-    torch.save(state, good_checkpoint)
-    with pytest.raises(training.CheckpointError, match="do not fit its configuration"):
-        training.load_model(good_checkpoint)
+def test_fit_stops_cleanly_on_ctrl_c_and_with_a_sentence_when_the_loss_is_nan(capsys):
+    ids = tiny_data()
+    model = tiny_model()
+
+    def interrupt(step):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    done = training.fit(model, lambda: training.random_batch(ids, 4, TINY.block_size), 10, 1e-3, evaluate=interrupt,
+                        eval_at=(3,))
+    assert done == 3 and capsys.readouterr().out == "interrupted after 3 steps.\n" and not model.training
+    with torch.no_grad():
+        model.ln_f.weight.fill_(float("nan"))
+    with pytest.raises(training.TrainingDiverged, match=r"became NaN at step 1: .*lr=0.0001"):
+        training.fit(model, lambda: training.random_batch(ids, 4, TINY.block_size), 10, 1e-3)
 
 
 @given(st.integers(2, 400), st.integers(1, 64))
@@ -232,100 +277,6 @@ def test_full_loss_matches_token_by_token_scoring():
     assert len(by_hand) == 49
 
 
-# --- checkpoints that load but do not hold what save_checkpoint writes --------------------------
-
-def _set(keys, value):
-    """A damage: set ``state[k1][k2]...`` to ``value``."""
-    def damage(state):
-        target = state
-        for key in keys[:-1]:
-            target = target[key]
-        target[keys[-1]] = value
-    return damage
-
-
-def _delete(*keys):
-    def damage(state):
-        target = state
-        for key in keys[:-1]:
-            target = target[key]
-        del target[keys[-1]]
-    return damage
-
-
-def _poison(name, value):
-    def damage(state):
-        state["model"][name] = state["model"][name].clone()
-        state["model"][name].view(-1)[0] = value
-    return damage
-
-
-BROKEN = {
-    "no weight": (_delete("model", "blocks.0.mlp.fc.weight"), r"missing \['blocks.0.mlp.fc.weight'\]"),
-    "no embedding": (_delete("model", "token_embedding.weight"), r"missing \['token_embedding.weight'\]"),
-    "unknown weight": (_set(("model", "extra.weight"), torch.zeros(3)), r"unknown \['extra.weight'\]"),
-    "stored head": (_set(("model", "lm_head.weight"), torch.zeros(12, 8)), "never stores"),
-    "weight is a list": (_set(("model", "ln_f.weight"), [1.0] * 8), "not a named tensor"),
-    "integer weight": (_set(("model", "ln_f.weight"), torch.ones(8, dtype=torch.long)), "not a floating-point"),
-    "int8 without scale": (_set(("model", "ln_f.weight"), torch.ones(8, dtype=torch.int8)), "without a valid"),
-    "orphan scale": (_set(("model", "ln_f.weight.scale"), torch.ones(8, 1)), "without the int8 matrix"),
-    "NaN weight": (_poison("blocks.0.attn.query.weight", float("nan")), "NaN or infinite"),
-    "inf weight": (_poison("ln_f.bias", float("inf")), "NaN or infinite"),
-    "-inf weight": (_poison("token_embedding.weight", float("-inf")), "NaN or infinite"),
-    "model is a list": (_set(("model",), [1, 2]), "'model' entry is of type list, expected dict"),
-    "config field missing": (_delete("model_config", "n_embd"), r"missing \['n_embd'\]"),
-    "config field unknown": (_set(("model_config", "colour"), "red"), r"unknown \['colour'\]"),
-    "config field a string": (_set(("model_config", "n_layer"), "1"), "n_layer must be at least 1"),
-    "config rank 0": (_set(("model_config", "n_layer"), 0), "n_layer must be at least 1"),
-    "config bias a string": (_set(("model_config", "bias"), "yes"), "bias must be True or False"),
-    "config is a list": (_set(("model_config",), [1]), "'model_config' entry is of type list"),
-    "step a string": (_set(("step",), "3"), "'step' entry is of type str, expected int"),
-    "negative step": (_set(("step",), -1), "its step must be at least 0 and a whole number"),
-    "step a bool": (_set(("step",), True), "its step must be at least 0"),
-    "history None": (_set(("history",), None), "'history' entry is of type NoneType, expected dict"),
-    "chars a number": (_set(("tokenizer_chars",), 5), "'tokenizer_chars' entry is of type int, expected str or None"),
-    "unknown entry": (_set(("colour",), "red"), r"unknown entries \['colour'\]"),
-}
-
-
-@pytest.mark.parametrize("name", BROKEN)
-def test_checkpoints_that_load_but_do_not_fit_name_the_file(good_checkpoint, name):
-    damage, phrase = BROKEN[name]
-    state = torch.load(good_checkpoint, weights_only=True)
-    damage(state)
-    torch.save(state, good_checkpoint)
-    with pytest.raises(training.CheckpointError, match=r"good\.pt: .*" + phrase):
-        training.load_model(good_checkpoint)
-
-
-def test_every_weight_is_checked(good_checkpoint):
-    state = torch.load(good_checkpoint, weights_only=True)
-    for name, value in state["model"].items():
-        for changed, phrase in [(value[..., :-1], "has shape"), (value * float("nan"), "NaN")]:
-            broken = {**state, "model": {**state["model"], name: changed}}
-            torch.save(broken, good_checkpoint)
-            with pytest.raises(training.CheckpointError, match=phrase):
-                training.load_model(good_checkpoint)
-
-
-def test_int8_snapshots_with_a_broken_scale_are_refused(tmp_path):
-    path = training.save_checkpoint(tmp_path / "int8.pt", tiny_model(), precision="int8")
-    state = torch.load(path, weights_only=True)
-    state["model"]["blocks.0.mlp.fc.weight.scale"] = torch.ones(3, 1)
-    torch.save(state, path)
-    with pytest.raises(training.CheckpointError, match=r"int8\.pt: blocks.0.mlp.fc.weight is stored as int8"):
-        training.load_model(path)
-
-
-def test_older_files_without_optional_entries_still_load(good_checkpoint):
-    state = torch.load(good_checkpoint, weights_only=True)
-    for key in ("train_config", "tokenizer_chars", "optimizer", "generator"):
-        del state[key]
-    torch.save(state, good_checkpoint)
-    _, loaded = training.load_model(good_checkpoint)
-    assert loaded["tokenizer_chars"] is None and loaded["optimizer"] is None
-
-
 def test_resuming_from_a_poisoned_checkpoint_names_the_file(tmp_path):
     ids = tiny_data()
     config = training.TrainConfig(steps=20, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=10)
@@ -334,21 +285,13 @@ def test_resuming_from_a_poisoned_checkpoint_names_the_file(tmp_path):
     state = torch.load(path, weights_only=True)
     state["model"]["ln_f.weight"][0] = float("nan")
     torch.save(state, path)
-    with pytest.raises(training.CheckpointError, match=r"run\.pt: ln_f.weight .*NaN"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"run\.pt: ln_f.weight .*NaN"):
         training.train(tiny_model(), ids, ids, config, checkpoint_path=path, resume=True, progress=False)
     state["model"]["ln_f.weight"][0] = 1.0
     state["generator"] = torch.zeros(3, dtype=torch.uint8)
     torch.save(state, path)
-    with pytest.raises(training.CheckpointError, match=r"run\.pt: its optimizer or random-generator state"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"run\.pt: its optimizer or random-generator state"):
         training.train(tiny_model(), ids, ids, config, checkpoint_path=path, resume=True, progress=False)
-
-
-def test_shipped_checkpoints_pass_the_checks():
-    from helpers.paths import DATA_DIR
-
-    for path in sorted(DATA_DIR.glob("*.pt")):
-        if "lora" not in path.name:
-            training.load_model(path)
 
 
 def test_evaluating_restores_the_mode_even_when_the_block_raises():
