@@ -6,12 +6,11 @@ module                   serves
 ``plots.common``         every notebook: palette, ``new_figure``, ``show``, ``to_png``, decision
                          regions, loss curves, attention heat maps, plain log ticks,
                          ``LiveLoss``, and the one way of showing whitespace
-``plots.networks``       part 1: 00_start_here, 01_neurons_and_layers, 02_learning_from_data,
-                         03_backpropagation, 04_training_networks
-``plots.text``           part 2: 05_text_to_numbers, 06_next_token_prediction
-``plots.transformer``    part 3: 07_attention, 08_the_transformer
-``plots.pretraining``    part 4: 09_pretraining, 10_evaluation_and_data
-``plots.adaptation``     part 5: 11_fine_tuning, 12_model_families
+``plots.networks``       part 1, notebooks 00-04 (neurons, learning, backpropagation, training)
+``plots.text``           part 2, notebooks 05-06 (tokens, next-token prediction)
+``plots.transformer``    part 3, notebooks 07-08 (attention, the transformer)
+``plots.pretraining``    part 4, notebooks 09-10 (pretraining, evaluation and data)
+``plots.adaptation``     part 5, notebooks 11-12 (fine-tuning, model families)
 =======================  =====================================================================
 
 Notebooks write ``from helpers import plots`` and call ``plots.make_...``: every name they use
