@@ -125,7 +125,7 @@ def check_tensors(path, tensors, shapes: dict, what: str, fit: str) -> None:
     """A :class:`CheckpointError` naming ``path`` unless ``tensors`` (a file's ``what``: weights,
     LoRA matrices) is a dict with exactly the names of ``shapes``, each a floating-point tensor
     of that shape holding finite numbers. ``fit`` names what they must fit, for the message.
-    Shared by :func:`load_model` and ``helpers.finetune.load_adapter``."""
+    Shared by :func:`load_model` and ``helpers.lora.load_adapter``."""
     if not isinstance(tensors, dict):
         raise CheckpointError(f"{path}: its {what} are a {type(tensors).__name__}, not a dict of tensors")
     missing = [name for name in shapes if name not in tensors]

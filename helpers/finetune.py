@@ -5,12 +5,11 @@
   :func:`modernise` / :func:`translation_pairs` (a Shakespearean line and the same line with a
   documented set of old words replaced, for a small generative task).
 - Models: :class:`GenreClassifier` (a GPT body, pooled, and a new linear head),
-  :func:`freeze` and :func:`count_trainable`, and **LoRA** from scratch: :class:`LoRALinear`,
-  :func:`add_lora`, :func:`merge_lora`.
+  :func:`freeze` and :func:`count_trainable`; **LoRA** has its own module, ``helpers/lora.py``.
 - Scores: :func:`character_error_rate`.
 """
 
-import math
+import dataclasses
 import random
 import re
 import time
@@ -20,8 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from helpers import checkpoints, data, training
-from helpers.artefacts import atomic_write
-from helpers.checkpoints import CheckpointError
+from helpers.lora import LoRAConfig, add_lora
 
 GENRE_CLASSES = ("comedies", "histories", "tragedies")   # the genres that have held-out plays
 
@@ -202,63 +200,6 @@ class GenreClassifier(nn.Module):
         return logits, loss
 
 
-class LoRALinear(nn.Module):
-    """A frozen ``nn.Linear`` plus a trainable low-rank update (Hu et al., 2021):
-    ``y = base(x) + (alpha / rank) * x A^T B^T``, with ``A`` ``(rank, in)`` and ``B`` ``(out, rank)``.
-
-    ``B`` starts at zero, so at first the layer computes exactly what the base layer did; training
-    moves only ``A`` and ``B``: ``rank * (in + out)`` numbers instead of ``in * out``.
-    """
-
-    def __init__(self, base: nn.Linear, rank: int = 4, alpha: float = 8.0):
-        super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise TypeError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if not 1 <= rank <= min(base.in_features, base.out_features):
-            raise ValueError(f"rank must be between 1 and {min(base.in_features, base.out_features)}, got {rank}")
-        self.base = freeze(base)
-        self.rank, self.scale = rank, alpha / rank
-        self.A = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
-        self.B = nn.Parameter(torch.zeros(base.out_features, rank))
-
-    def forward(self, x):
-        return self.base(x) + self.scale * (x @ self.A.T) @ self.B.T
-
-    def merged(self) -> nn.Linear:
-        """One plain ``nn.Linear`` computing the same function: ``W + scale * B A``. No extra cost
-        at inference time."""
-        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None)
-        with torch.no_grad():
-            out.weight.copy_(self.base.weight + self.scale * self.B @ self.A)
-            if self.base.bias is not None:
-                out.bias.copy_(self.base.bias)
-        return out
-
-
-def add_lora(model, rank: int = 4, alpha: float = 8.0, targets=("query", "value")) -> nn.Module:
-    """Freeze every parameter of the GPT ``model`` and wrap the attention layers named in
-    ``targets`` (of ``query``, ``key``, ``value``, ``proj``) of every block in :class:`LoRALinear`;
-    returns the model. Only the LoRA matrices are then trainable."""
-    allowed = {"query", "key", "value", "proj"}
-    if not targets or set(targets) - allowed:
-        raise ValueError(f"targets must be some of {sorted(allowed)}, got {targets!r}")
-    freeze(model)
-    for block in model.blocks:
-        for name in targets:
-            setattr(block.attn, name, LoRALinear(getattr(block.attn, name), rank, alpha))
-    return model
-
-
-def merge_lora(model) -> nn.Module:
-    """Replace every :class:`LoRALinear` of ``model`` by its merged ``nn.Linear``; returns the model."""
-    for block in model.blocks:
-        for name in ("query", "key", "value", "proj"):
-            layer = getattr(block.attn, name)
-            if isinstance(layer, LoRALinear):
-                setattr(block.attn, name, layer.merged())
-    return model
-
-
 # ---------------------------------------------------------------- the experiments of notebook 11
 
 PRETRAINED = "gpt_shakespeare.pt"    # in data/: the model pretrained in notebook 09
@@ -267,9 +208,17 @@ METHOD_NAMES = {"scratch": "from scratch (no pretraining)", "frozen": "frozen bo
                 "lora": "LoRA (query and value)", "full": "full fine-tuning"}
 # One learning rate per method (AdamW, constant, no weight decay): a new head alone tolerates a
 # large step; changing every pretrained weight needs a small one.
-CLASSIFY = dict(length=256, eval_per_genre=120, batch_size=8, steps=200, eval_at=(25, 50, 100, 200),
-                lr={"scratch": 1e-3, "frozen": 1e-2, "lora": 3e-3, "full": 3e-4}, seed=0)
-LORA = dict(rank=4, alpha=8.0, targets=("query", "value"))
+@dataclasses.dataclass(frozen=True)
+class ClassifyConfig:
+    """The genre-classification runs: passage ``length``, held-out passages per genre, batch size,
+    steps, the steps at which to measure, a learning rate per method and the seed."""
+    length: int = 256
+    eval_per_genre: int = 120
+    batch_size: int = 8
+    steps: int = 200
+    eval_at: tuple = (25, 50, 100, 200)
+    lr: dict = dataclasses.field(default_factory=lambda: {"scratch": 1e-3, "frozen": 1e-2, "lora": 3e-3, "full": 3e-4})
+    seed: int = 0
 
 
 def load_pretrained():
@@ -281,10 +230,10 @@ def load_pretrained():
     return model, tokenizers.CharTokenizer(checkpoint["tokenizer_chars"])
 
 
-def prepare(method: str, seed: int = 0):
+def prepare(method: str, seed: int = 0, lora_config: LoRAConfig = LoRAConfig()):
     """The shipped GPT set up for ``method`` (one of :data:`METHODS`): a fresh copy with random
-    weights (``"scratch"``), frozen (``"frozen"``), frozen with LoRA matrices (``"lora"``) or
-    left fully trainable (``"full"``). Returns ``(model, tokenizer)``."""
+    weights (``"scratch"``), frozen (``"frozen"``), frozen with LoRA matrices of ``lora_config``
+    (``"lora"``) or left fully trainable (``"full"``). Returns ``(model, tokenizer)``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     from helpers import gpt
@@ -296,7 +245,7 @@ def prepare(method: str, seed: int = 0):
     elif method == "frozen":
         freeze(model)
     elif method == "lora":
-        add_lora(model, **LORA)
+        add_lora(model, lora_config)
     return model.train(), tok
 
 
@@ -312,10 +261,11 @@ def predict(classifier, ids: torch.Tensor, batch_size: int = 64) -> torch.Tensor
     return out
 
 
-def train_classifier(method: str, per_genre: int, steps: int | None = None, on_eval=None) -> dict:
+def train_classifier(method: str, per_genre: int, steps: int | None = None, on_eval=None,
+                     config: ClassifyConfig = ClassifyConfig(), lora_config: LoRAConfig = LoRAConfig()) -> dict:
     """Fine-tune a :class:`GenreClassifier` by ``method`` on ``per_genre`` training passages of
-    each genre (``CLASSIFY`` settings) and measure it on the held-out plays' passages at the steps
-    of ``CLASSIFY["eval_at"]`` (up to ``steps``).
+    each genre (``config``; ``lora_config`` for ``"lora"``) and measure it on the held-out plays'
+    passages at the steps of ``config.eval_at`` (up to ``steps``).
 
     Also measured at each of those steps: the body's own language-model loss on the validation
     plays (with the original head: has fine-tuning made it forget how to predict text?).
@@ -324,23 +274,21 @@ def train_classifier(method: str, per_genre: int, steps: int | None = None, on_e
     steps (notebook 11 checks one live); after Ctrl-C the result's ``steps`` says how many were
     done.
     """
-    settings = CLASSIFY
-    steps = settings["steps"] if steps is None else steps
-    train_texts, train_labels = genre_passages("train", per_genre, settings["length"], seed=settings["seed"])
-    eval_texts, eval_labels = genre_passages("held-out", settings["eval_per_genre"], settings["length"],
-                                             seed=settings["seed"] + 1)
-    body, tok = prepare(method, seed=settings["seed"])
-    torch.manual_seed(settings["seed"])
+    steps = config.steps if steps is None else steps
+    train_texts, train_labels = genre_passages("train", per_genre, config.length, seed=config.seed)
+    eval_texts, eval_labels = genre_passages("held-out", config.eval_per_genre, config.length, seed=config.seed + 1)
+    body, tok = prepare(method, seed=config.seed, lora_config=lora_config)
+    torch.manual_seed(config.seed)
     classifier = GenreClassifier(body)
     x, y = _encode(tok, train_texts), torch.tensor(train_labels)
     x_eval, y_eval = _encode(tok, eval_texts), torch.tensor(eval_labels)
     lm_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
-    generator = torch.Generator().manual_seed(settings["seed"])
+    generator = torch.Generator().manual_seed(config.seed)
     history = {"step": [], "accuracy": [], "lm_loss": []}
     predictions, started = None, time.perf_counter()
 
     def make_batch():
-        rows = torch.randint(len(x), (settings["batch_size"],), generator=generator)
+        rows = torch.randint(len(x), (config.batch_size,), generator=generator)
         return x[rows], y[rows]
 
     def measure(step):
@@ -353,8 +301,7 @@ def train_classifier(method: str, per_genre: int, steps: int | None = None, on_e
             on_eval(dict(history))
 
     history["lm_loss_before"] = round(training.estimate_loss(classifier.body, lm_ids, batches=5), 4)
-    done = training.fit(classifier, make_batch, steps, settings["lr"][method], evaluate=measure,
-                        eval_at=settings["eval_at"])
+    done = training.fit(classifier, make_batch, steps, config.lr[method], evaluate=measure, eval_at=config.eval_at)
     return {"method": method, "per_genre": per_genre, "steps": done, "trainable": count_trainable(classifier),
             "history": history, "predictions": None if predictions is None else predictions.tolist(),
             "labels": eval_labels, "seconds": round(time.perf_counter() - started, 1)}
@@ -362,8 +309,18 @@ def train_classifier(method: str, per_genre: int, steps: int | None = None, on_e
 
 # ---------------------------------------------------------------- modernisation as generation
 
-MODERNISE = dict(pairs=2000, eval_pairs=100, steps=1000, batch_size=16, eval_every=250,
-                 lr={"scratch": 1e-3, "lora": 3e-3, "full": 1e-3}, seed=0, max_length=55)
+@dataclasses.dataclass(frozen=True)
+class ModerniseConfig:
+    """The modernisation runs: training and held-out pairs, steps, batch size, steps between
+    measurements, a learning rate per method, the seed and the longest line (characters)."""
+    pairs: int = 2000
+    eval_pairs: int = 100
+    steps: int = 1000
+    batch_size: int = 16
+    eval_every: int = 250
+    lr: dict = dataclasses.field(default_factory=lambda: {"scratch": 1e-3, "lora": 3e-3, "full": 1e-3})
+    seed: int = 0
+    max_length: int = 55
 
 
 def prompt(line: str) -> str:
@@ -403,13 +360,13 @@ def translate(model, tok, line: str, max_new_tokens: int = 80, make_prompt=promp
     return tok.decode(out)
 
 
-def modernisation_data():
-    """``(train_pairs, eval_pairs)``: ``MODERNISE["pairs"]`` random training pairs and
-    ``MODERNISE["eval_pairs"]`` random held-out pairs (lines of at most ``max_length`` characters)."""
-    rng = random.Random(MODERNISE["seed"])
-    train = translation_pairs("train", MODERNISE["max_length"])
-    held_out = translation_pairs("held-out", MODERNISE["max_length"])
-    return rng.sample(train, MODERNISE["pairs"]), rng.sample(held_out, MODERNISE["eval_pairs"])
+def modernisation_data(config: ModerniseConfig = ModerniseConfig()):
+    """``(train_pairs, eval_pairs)``: ``config.pairs`` random training pairs and
+    ``config.eval_pairs`` random held-out pairs (lines of at most ``config.max_length`` characters)."""
+    rng = random.Random(config.seed)
+    train = translation_pairs("train", config.max_length)
+    held_out = translation_pairs("held-out", config.max_length)
+    return rng.sample(train, config.pairs), rng.sample(held_out, config.eval_pairs)
 
 
 @torch.no_grad()
@@ -434,20 +391,20 @@ def scores(model, tok, pairs) -> dict:
                                                                  / len(pairs), 4), "outputs": outputs}
 
 
-def train_modernise(method: str, steps: int | None = None, on_eval=None):
-    """Fine-tune the shipped GPT (``"full"`` or ``"lora"``) or the same network from scratch
-    (``"scratch"``) to write the modern version of a line (``MODERNISE`` settings). Every
+def train_modernise(method: str, steps: int | None = None, on_eval=None,
+                    config: ModerniseConfig = ModerniseConfig(), lora_config: LoRAConfig = LoRAConfig()):
+    """Fine-tune the shipped GPT (``"full"`` or ``"lora"``, with ``lora_config``) or the same
+    network from scratch (``"scratch"``) to write the modern version of a line (``config``). Every
     ``eval_every`` steps: the answer loss on held-out pairs and the language-model loss on the
     validation plays (forgetting). Returns ``(model, tokenizer, result)``; ``result`` has the
     history, final scores on the held-out pairs, trainable count and seconds. Trained by
     ``helpers.training.fit``; after Ctrl-C, ``steps`` says how many steps were done and there
     are no final scores."""
-    settings = MODERNISE
-    steps = settings["steps"] if steps is None else steps
-    train_pairs, eval_pairs = modernisation_data()
-    model, tok = prepare(method, seed=settings["seed"])
+    steps = config.steps if steps is None else steps
+    train_pairs, eval_pairs = modernisation_data(config)
+    model, tok = prepare(method, seed=config.seed, lora_config=lora_config)
     lm_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
-    rng = random.Random(settings["seed"])
+    rng = random.Random(config.seed)
     history = {"step": [], "answer_loss": [], "lm_loss": []}
     started = time.perf_counter()
 
@@ -458,81 +415,8 @@ def train_modernise(method: str, steps: int | None = None, on_eval=None):
         if on_eval is not None:
             on_eval(dict(history))
 
-    done = training.fit(model, lambda: answer_batch(tok, rng.sample(train_pairs, settings["batch_size"])),
-                        steps, settings["lr"][method], evaluate=measure,
-                        eval_at=range(0, steps + 1, settings["eval_every"]))
+    done = training.fit(model, lambda: answer_batch(tok, rng.sample(train_pairs, config.batch_size)),
+                        steps, config.lr[method], evaluate=measure, eval_at=range(0, steps + 1, config.eval_every))
     final = scores(model, tok, eval_pairs) if done == steps else None
     return model, tok, {"method": method, "steps": done, "trainable": count_trainable(model),
                         "history": history, "final": final, "seconds": round(time.perf_counter() - started, 1)}
-
-
-# ---------------------------------------------------------------- saving a LoRA adapter
-
-ADAPTER_FORMAT = "behind-the-curtain lora adapter v1"
-
-
-def save_adapter(model, path, **info) -> None:
-    """Write only the LoRA matrices of ``model`` (and ``info``) to ``path``, atomically: a file a
-    few tens of kB beside the base model's megabytes."""
-    from pathlib import Path
-
-    weights = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith((".A", ".B"))}
-    if not weights:
-        raise ValueError("the model has no LoRA matrices to save; call add_lora first")
-    state = {"format": ADAPTER_FORMAT, "lora": dict(LORA), "weights": weights, "info": info}
-    atomic_write(path, lambda f: torch.save(state, f))
-
-
-def _check_lora_settings(path, settings) -> None:
-    """A :class:`helpers.checkpoints.CheckpointError` naming ``path`` unless ``settings`` is a dict
-    like :data:`LORA`: exactly ``rank`` (a whole number, at least 1), ``alpha`` (a finite number) and
-    ``targets`` (a list or tuple of layer names)."""
-    from helpers import gpt
-    if not isinstance(settings, dict) or set(settings) != set(LORA):
-        got = sorted(settings, key=str) if isinstance(settings, dict) else type(settings).__name__
-        raise CheckpointError(f"{path}: its LoRA settings must be a dict of {sorted(LORA)}, got {got}")
-    rank, alpha, targets = settings["rank"], settings["alpha"], settings["targets"]
-    try:
-        gpt.whole_number(rank, "its LoRA rank", 1, plain_int=True)
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise CheckpointError(f"{path}: its LoRA alpha must be a finite number, got {alpha!r}")
-    if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
-        raise CheckpointError(f"{path}: its LoRA targets must be a list of layer names, got {targets!r}")
-
-
-def load_adapter(path):
-    """``(model, tokenizer, info)``: the pretrained GPT with the LoRA adapter saved in ``path``.
-
-    A clear :class:`helpers.checkpoints.CheckpointError` (a ``ValueError``) naming the file when it
-    is missing, corrupt or does not fit: an entry missing, LoRA settings missing, unknown or of
-    the wrong type (rank 0, say), matrices missing, unknown, of the wrong shape or holding NaN
-    or infinity. Loads with ``weights_only=True``: a file can hold data, never code."""
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such adapter file; make it with python scripts/make_finetune.py")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read as an adapter (truncated or corrupted?): "
-                              f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    if not isinstance(state, dict) or state.get("format") != ADAPTER_FORMAT:
-        raise CheckpointError(f"{path}: not a course LoRA adapter (expected format {ADAPTER_FORMAT!r})")
-    if set(state) != {"format", "lora", "weights", "info"}:
-        raise CheckpointError(f"{path}: an adapter holds 'format', 'lora', 'weights' and 'info'; this one "
-                              f"holds {sorted(state, key=str)}")
-    _check_lora_settings(path, state["lora"])
-    if not isinstance(state["info"], dict):
-        raise CheckpointError(f"{path}: its info is a {type(state['info']).__name__}, not a dict")
-    model, tok = load_pretrained()
-    try:
-        add_lora(model, **state["lora"])
-    except (TypeError, ValueError) as exc:            # e.g. a rank above the layers' width, a target twice
-        raise CheckpointError(f"{path}: its LoRA settings do not fit the pretrained model: {exc}") from None
-    shapes = {name: p.shape for name, p in model.named_parameters() if name.endswith((".A", ".B"))}
-    checkpoints.check_tensors(path, state["weights"], shapes, what="LoRA matrices", fit="the pretrained model")
-    model.load_state_dict(state["weights"], strict=False)
-    return model.eval(), tok, state["info"]

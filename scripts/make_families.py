@@ -20,10 +20,11 @@ One thread, so that notebook 12's short live runs repeat the stored curves digit
 Every file is written atomically (a temporary file, then renamed).
 """
 
+import dataclasses
 import sys
 import time
 
-from helpers import artefacts, checkpoints, families, finetune, training
+from helpers import artefacts, checkpoints, families, lora, training
 
 
 def main(argv=None) -> int:
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     tok, mask_id = families.tokenizer_and_mask_id()
     result = {"settings": {"train": families.TRAIN, "window": families.WINDOW,
                            "mask_fraction": families.MASK_FRACTION, "dialogue": families.DIALOGUE,
-                           "lora": finetune.LORA},
+                           "lora": dataclasses.asdict(lora.LoRAConfig())},
               "objectives": {}}
     for objective in families.OBJECTIVES:
         print(f"{objective} ...", flush=True)
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     artefacts.require_finished(history, families.DIALOGUE["steps"])
     result["dialogue"] = history
     made = artefacts.provenance(seconds=history["seconds"], seed=families.DIALOGUE["seed"], argv=args.argv)
-    finetune.save_adapter(model, args.out / "dialogue_lora.pt", steps=families.DIALOGUE["steps"], provenance=made)
+    lora.save_adapter(model, args.out / "dialogue_lora.pt", steps=families.DIALOGUE["steps"], provenance=made)
     result["provenance"] = artefacts.provenance(seconds=time.perf_counter() - started, seed=families.TRAIN["seed"],
                                                 argv=args.argv)
     artefacts.write_json(args.out / "families.json", result)

@@ -1,11 +1,11 @@
-"""helpers/finetune.py: genre passages, modernisation pairs, the classifier, LoRA from scratch."""
+"""helpers/finetune.py and helpers/lora.py: genre passages, modernisation pairs, the classifier, LoRA from scratch."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import data, finetune, gpt
+from helpers import data, finetune, gpt, lora
 
 
 @pytest.fixture(scope="module")
@@ -122,20 +122,20 @@ def test_lora_starts_as_the_base_layer_and_counts_its_parameters():
     base = torch.nn.Linear(16, 8)
     x = torch.randn(4, 16)
     expected = base(x)
-    lora = finetune.LoRALinear(base, rank=2, alpha=4.0)
-    torch.testing.assert_close(lora(x), expected)
-    assert finetune.count_trainable(lora) == 2 * (16 + 8)
+    layer = lora.LoRALinear(base, rank=2, alpha=4.0)
+    torch.testing.assert_close(layer(x), expected)
+    assert finetune.count_trainable(layer) == 2 * (16 + 8)
 
 
 def test_lora_update_is_low_rank_and_merges_exactly():
     torch.manual_seed(2)
-    lora = finetune.LoRALinear(torch.nn.Linear(16, 8), rank=2, alpha=4.0)
+    layer = lora.LoRALinear(torch.nn.Linear(16, 8), rank=2, alpha=4.0)
     with torch.no_grad():
-        lora.B.normal_()
+        layer.B.normal_()
     x = torch.randn(5, 16)
-    merged = lora.merged()
-    torch.testing.assert_close(merged(x), lora(x))
-    delta = merged.weight - lora.base.weight
+    merged = layer.merged()
+    torch.testing.assert_close(merged(x), layer(x))
+    delta = merged.weight - layer.base.weight
     assert torch.linalg.matrix_rank(delta) == 2
 
 
@@ -144,7 +144,7 @@ def test_add_lora_freezes_the_model_and_merge_lora_restores_plain_layers(model):
     net = gpt.GPT(model.config)
     idx = torch.randint(0, 20, (2, 12))
     before = net(idx)[0]
-    finetune.add_lora(net, rank=2, targets=("query", "value"))
+    lora.add_lora(net, lora.LoRAConfig(rank=2, targets=("query", "value")))
     torch.testing.assert_close(net(idx)[0], before)                  # B = 0: nothing changed yet
     assert finetune.count_trainable(net) == 2 * 2 * 2 * (16 + 16)    # blocks x layers x rank x (in + out)
     with torch.no_grad():
@@ -152,8 +152,8 @@ def test_add_lora_freezes_the_model_and_merge_lora_restores_plain_layers(model):
             block.attn.value.B.normal_()
     changed = net(idx)[0]
     assert not torch.allclose(changed, before)
-    finetune.merge_lora(net)
-    assert not any(isinstance(m, finetune.LoRALinear) for m in net.modules())
+    lora.merge_lora(net)
+    assert not any(isinstance(m, lora.LoRALinear) for m in net.modules())
     torch.testing.assert_close(net(idx)[0], changed)
 
 
@@ -161,14 +161,14 @@ def test_add_lora_freezes_the_model_and_merge_lora_restores_plain_layers(model):
                                                    ({"targets": ()}, ValueError, "targets")])
 def test_add_lora_says_what_is_wrong(model, kwargs, error, phrase):
     with pytest.raises(error, match=phrase):
-        finetune.add_lora(gpt.GPT(model.config), **kwargs)
+        lora.add_lora(gpt.GPT(model.config), lora.LoRAConfig(**kwargs))
 
 
 @pytest.mark.parametrize("layer, rank, error", [(torch.nn.Conv1d(2, 2, 1), 1, TypeError), (torch.nn.Linear(4, 3), 4, ValueError),
                                                 (torch.nn.Linear(4, 3), 0, ValueError)])
 def test_lora_linear_refuses_what_it_cannot_wrap(layer, rank, error):
     with pytest.raises(error):
-        finetune.LoRALinear(layer, rank=rank)
+        lora.LoRALinear(layer, rank=rank)
 
 
 # --- long passages, prompts and answers, adapters ------------------------------
@@ -221,26 +221,26 @@ def test_adapters_save_and_load_exactly_and_bad_files_say_so(tmp_path):
             if name.endswith(".B"):
                 p.normal_()
     path = tmp_path / "adapter.pt"
-    finetune.save_adapter(net, path, note="test")
-    loaded, _, info = finetune.load_adapter(path)
+    lora.save_adapter(net, path, note="test")
+    loaded, _, info = lora.load_adapter(path)
     x = torch.tensor([tok.encode("ROMEO:\nBut soft")])
     assert info == {"note": "test"} and torch.allclose(net.eval()(x)[0], loaded(x)[0], atol=1e-6)
     assert path.stat().st_size < 100_000 and not list(tmp_path.glob("*.tmp"))
     with pytest.raises(ValueError, match="no LoRA matrices"):
-        finetune.save_adapter(finetune.load_pretrained()[0], tmp_path / "none.pt")
+        lora.save_adapter(finetune.load_pretrained()[0], tmp_path / "none.pt")
     with pytest.raises(ValueError, match="no such adapter"):
-        finetune.load_adapter(tmp_path / "missing.pt")
+        lora.load_adapter(tmp_path / "missing.pt")
     (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:500])
     with pytest.raises(ValueError, match="cannot be read"):
-        finetune.load_adapter(tmp_path / "cut.pt")
+        lora.load_adapter(tmp_path / "cut.pt")
     torch.save({"format": "something else"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a course LoRA adapter"):
-        finetune.load_adapter(tmp_path / "other.pt")
+        lora.load_adapter(tmp_path / "other.pt")
     state = torch.load(path, weights_only=True)
     state["weights"] = {k: v[:, :2] if k.endswith(".A") else v for k, v in state["weights"].items()}
     torch.save(state, tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="do not fit"):
-        finetune.load_adapter(tmp_path / "wrong.pt")
+        lora.load_adapter(tmp_path / "wrong.pt")
 
 
 # --- adapters that load but do not hold what save_adapter writes --------------------------------
@@ -249,7 +249,7 @@ def test_adapters_save_and_load_exactly_and_bad_files_say_so(tmp_path):
 def adapter_state(tmp_path_factory):
     net, _ = finetune.prepare("lora")
     path = tmp_path_factory.mktemp("adapter") / "adapter.pt"
-    finetune.save_adapter(net, path, note="test")
+    lora.save_adapter(net, path, note="test")
     return torch.load(path, weights_only=True)
 
 
@@ -310,7 +310,7 @@ def test_adapters_that_load_but_do_not_fit_name_the_file(tmp_path, adapter_state
     path = tmp_path / "broken.pt"
     torch.save(_changed(adapter_state, where, key, value), path)
     with pytest.raises(CheckpointError, match=r"broken\.pt: .*" + phrase):
-        finetune.load_adapter(path)
+        lora.load_adapter(path)
 
 
 def test_a_lower_rank_than_the_matrices_is_refused(tmp_path, adapter_state):
@@ -318,17 +318,29 @@ def test_a_lower_rank_than_the_matrices_is_refused(tmp_path, adapter_state):
     torch.save(_changed(adapter_state, "lora", "rank", 2), path)
     phrase = r"rank2\.pt: its LoRA matrices do not fit .*has shape \(4, 192\), expected \(2, 192\)"
     with pytest.raises(ValueError, match=phrase):
-        finetune.load_adapter(path)
+        lora.load_adapter(path)
 
 
 def test_shipped_adapters_pass_the_checks():
     from helpers.paths import DATA_DIR
 
     for name in ("modernise_lora.pt", "dialogue_lora.pt"):
-        assert isinstance(finetune.load_adapter(DATA_DIR / name)[2], dict)
+        assert isinstance(lora.load_adapter(DATA_DIR / name)[2], dict)
 
 
 def test_saving_an_adapter_into_a_missing_folder_names_the_target(tmp_path):
     net, _ = finetune.prepare("lora")
     with pytest.raises(FileNotFoundError, match=r"cannot write .*nowhere.a\.pt: the folder"):
-        finetune.save_adapter(net, tmp_path / "nowhere" / "a.pt")
+        lora.save_adapter(net, tmp_path / "nowhere" / "a.pt")
+
+
+def test_an_adapter_stores_the_config_it_was_made_with(tmp_path):
+    config = lora.LoRAConfig(rank=2, alpha=3.0, targets=("key", "proj"))
+    net, tok = finetune.prepare("lora", lora_config=config)
+    assert lora.config_of(net) == config and finetune.count_trainable(net) == 4 * 2 * 2 * 2 * 192
+    lora.save_adapter(net, tmp_path / "small.pt")
+    assert torch.load(tmp_path / "small.pt", weights_only=True)["lora"] == {"rank": 2, "alpha": 3.0,
+                                                                           "targets": ("key", "proj")}
+    loaded, _, _ = lora.load_adapter(tmp_path / "small.pt")
+    x = torch.tensor([tok.encode("ROMEO:")])
+    torch.testing.assert_close(loaded(x)[0], net.eval()(x)[0])

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import checks, finetune, plots, widgets
+import dataclasses
+
+from helpers import checks, finetune, lora, plots, widgets
 from helpers.paths import DATA_DIR
 from checker_cases import assert_redraws, checker_tests, forever, stub
 import scripts.make_finetune as make_finetune
@@ -31,8 +33,7 @@ def test_logistic_regression_learns_a_separable_problem():
 # --- the experiments -------------------------------------------------------------
 
 def test_a_short_genre_run_measures_accuracy_and_forgetting(monkeypatch):
-    monkeypatch.setitem(finetune.CLASSIFY, "eval_per_genre", 4)
-    result = finetune.train_classifier("lora", 2, steps=3)
+    result = finetune.train_classifier("lora", 2, steps=3, config=finetune.ClassifyConfig(eval_per_genre=4))
     h = result["history"]
     assert h["step"] == [3] and 0 <= h["accuracy"][0] <= 1 and len(result["predictions"]) == 12
     assert result["labels"] == finetune.genre_passages("held-out", 4, 256, seed=1)[1]
@@ -63,7 +64,7 @@ def test_modernisation_data_is_reproducible_and_split_by_play():
     train, held_out = finetune.modernisation_data()
     assert (train, held_out) == finetune.modernisation_data()
     assert len(train) == 2000 and len(held_out) == 100 and not set(train) & set(held_out)
-    assert all(len(old) <= finetune.MODERNISE["max_length"] for old, _ in train + held_out)
+    assert all(len(old) <= finetune.ModerniseConfig().max_length for old, _ in train + held_out)
 
 
 # --- the command -------------------------------------------------------------------
@@ -121,12 +122,13 @@ def modern():
 
 
 def test_the_genre_file_has_every_run_with_the_current_settings(genre):
-    assert {k: genre["settings"][k] for k in finetune.CLASSIFY} == json.loads(json.dumps(finetune.CLASSIFY))
+    classify = dataclasses.asdict(finetune.ClassifyConfig())
+    assert {k: genre["settings"][k] for k in classify} == json.loads(json.dumps(classify))
     assert set(genre["runs"]) == {f"{m}-{n}" for m in finetune.METHODS for n in make_finetune.SIZES}
-    labels = finetune.genre_passages("held-out", finetune.CLASSIFY["eval_per_genre"], finetune.CLASSIFY["length"],
-                                     seed=finetune.CLASSIFY["seed"] + 1)[1]
+    labels = finetune.genre_passages("held-out", finetune.ClassifyConfig().eval_per_genre, finetune.ClassifyConfig().length,
+                                     seed=finetune.ClassifyConfig().seed + 1)[1]
     for run in genre["runs"].values():
-        assert run["history"]["step"] == list(finetune.CLASSIFY["eval_at"]) and run["labels"] == labels
+        assert run["history"]["step"] == list(finetune.ClassifyConfig().eval_at) and run["labels"] == labels
         correct = np.mean(np.array(run["predictions"]) == np.array(labels))
         assert abs(correct - run["history"]["accuracy"][-1]) < 1e-4
     assert genre["provenance"]["threads"] == 1
@@ -139,7 +141,7 @@ def test_the_modernisation_file_and_adapter_agree(modern):
         outputs = run["final"]["outputs"]
         cer = np.mean([finetune.character_error_rate(o, new) for o, (_, new) in zip(outputs, eval_pairs)])
         assert len(outputs) == 100 and abs(cer - run["final"]["cer"]) < 1e-4
-    model, tok, info = finetune.load_adapter(DATA_DIR / "modernise_lora.pt")
+    model, tok, info = lora.load_adapter(DATA_DIR / "modernise_lora.pt")
     assert info["cer"] == modern["runs"]["lora"]["final"]["cer"]
     assert finetune.translate(model, tok, eval_pairs[0][0]) == modern["runs"]["lora"]["final"]["outputs"][0]
 
@@ -171,7 +173,7 @@ def lora_count_measured(n_layer, n_embd, rank, n_targets):
     if n_embd > 200:
         return lora_count(n_layer, n_embd, rank, n_targets)
     model = gpt.GPT(gpt.GPTConfig(vocab_size=5, block_size=4, n_layer=n_layer, n_head=1, n_embd=n_embd))
-    return finetune.count_trainable(finetune.add_lora(model, rank, targets=("query", "value", "key", "proj")[:n_targets]))
+    return finetune.count_trainable(lora.add_lora(model, lora.LoRAConfig(rank, targets=("query", "value", "key", "proj")[:n_targets])))
 
 
 def confusion(labels, predictions, n_classes):
