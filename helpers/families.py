@@ -65,13 +65,12 @@ def two_stream_mask(order) -> torch.Tensor:
     return torch.cat([top, bottom], dim=0)
 
 
-def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float | None = None, generator=None):
+def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float = MASK_FRACTION, generator=None):
     """BERT's corruption: ``(inputs, targets)``. Each position of ``x`` ``(B, T)`` is chosen with
-    probability ``fraction`` (default: :data:`MASK_FRACTION`, read at call time; at least one per
-    row) and replaced by ``mask_id``; ``targets`` hold the original token there and ``-100``
+    probability ``fraction`` (default :data:`MASK_FRACTION`, BERT's 15%; at least one per row)
+    and replaced by ``mask_id``; ``targets`` hold the original token there and ``-100``
     (ignored) elsewhere. (BERT replaces 80% of the chosen tokens by ``[MASK]``, 10% by a random
     token and leaves 10% unchanged; this keeps only the ``[MASK]`` case.)"""
-    fraction = MASK_FRACTION if fraction is None else fraction
     chosen = torch.rand(x.shape, generator=generator) < fraction
     rows_without = ~chosen.any(dim=1)
     if rows_without.any():
@@ -82,15 +81,17 @@ def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float | None = None, ge
     return inputs, targets
 
 
-def batch(objective: str, ids: torch.Tensor, mask_id: int, batch_size: int = 16, generator=None):
-    """``(inputs, targets, attention mask)`` for one training step of ``objective``."""
+def batch(objective: str, ids: torch.Tensor, mask_id: int, batch_size: int = 16, generator=None,
+          mask_fraction: float = MASK_FRACTION):
+    """``(inputs, targets, attention mask)`` for one training step of ``objective`` (``mask_fraction``:
+    the share of positions a masked batch hides)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     x, y = training.random_batch(ids, batch_size, WINDOW, generator)          # (B, T) each
     if objective == "causal":
         return x, y, gpt.causal_mask(WINDOW)
     if objective == "masked":
-        inputs, targets = mask_tokens(x, mask_id, generator=generator)
+        inputs, targets = mask_tokens(x, mask_id, mask_fraction, generator=generator)
         return inputs, targets, gpt.bidirectional_mask(WINDOW)
     orders = [torch.randperm(WINDOW, generator=generator) for _ in range(batch_size)]
     inputs = torch.cat([x, torch.full_like(x, mask_id)], dim=1)                # content, then queries
@@ -98,18 +99,21 @@ def batch(objective: str, ids: torch.Tensor, mask_id: int, batch_size: int = 16,
     return inputs, targets, torch.stack([two_stream_mask(o) for o in orders])
 
 
-def train_objective(objective: str, stop_after: int | None = None, on_eval=None):
+def train_objective(objective: str, stop_after: int | None = None, on_eval=None,
+                    mask_fraction: float = MASK_FRACTION):
     """Train a fresh small GPT with ``objective`` on the training plays (``TRAIN`` settings, by
     ``helpers.training.train``). Returns ``(model, history)``; ``history`` holds the mean training
     loss of every 50 steps. ``stop_after`` stops early (same schedule), so a short run repeats the
-    start of the full one. ``on_eval(history)`` is called after every 50 steps."""
+    start of the full one. ``on_eval(history)`` is called after every 50 steps. ``mask_fraction``:
+    the share of positions the masked objective hides (notebook 12's Exercise 3 varies it)."""
     tok, mask_id = tokenizer_and_mask_id()
     config = training.TrainConfig(**{**TRAIN, "eval_every": 50})
     ids = torch.tensor(tok.encode(data.corpus_text("train")))
     model, started = make_model(config.seed), time.perf_counter()
     history = training.train(
         model, ids, None, config, progress=False, stop_after=stop_after,
-        make_batch=lambda generator: batch(objective, ids, mask_id, config.batch_size, generator),
+        make_batch=lambda generator: batch(objective, ids, mask_id, config.batch_size, generator,
+                                           mask_fraction),
         measure=lambda losses: {"loss": round(sum(losses) / len(losses), 4)},
         on_eval=None if on_eval is None else lambda step, h: on_eval(dict(h)))
     history["seconds"] = round(time.perf_counter() - started, 1)

@@ -239,11 +239,10 @@ BROKEN = [
 test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)
 
 
-def test_the_mask_fraction_is_read_when_a_batch_is_made(monkeypatch):
-    """Notebook 12's Exercise 3 changes families.MASK_FRACTION; batches must follow it."""
-    monkeypatch.setattr(families, "MASK_FRACTION", 0.5)
+def test_the_mask_fraction_is_passed_to_each_batch():
+    """Notebook 12's Exercise 3 trains with other fractions; batches must follow them."""
     ids = torch.zeros(5000, dtype=torch.long)
-    x, _, _ = families.batch("masked", ids, 10, 64, torch.Generator().manual_seed(0))
+    x, _, _ = families.batch("masked", ids, 10, 64, torch.Generator().manual_seed(0), mask_fraction=0.5)
     assert abs((x == 10).float().mean().item() - 0.5) < 0.03
 
 

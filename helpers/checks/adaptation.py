@@ -15,7 +15,7 @@ from helpers.checks.engine import Case, CheckResult, checker, run_checks
 def lora_parameter_count(fn) -> CheckResult:
     """Checker for notebook 11: ``fn(n_layer, n_embd, rank, n_targets)`` is the number of trainable
     numbers LoRA adds to the course GPT: ``n_layer * n_targets * rank * 2 * n_embd``, as
-    ``helpers.finetune.count_trainable`` after ``add_lora``."""
+    ``helpers.finetune.count_trainable`` after ``helpers.lora.add_lora``."""
     examples = [((4, 192, 4, 2), "the example: the shipped model, rank 4 on query and value"),
                 ((12, 768, 8, 4), "GPT-2 small's sizes, rank 8 on all four attention matrices"),
                 ((1, 3, 1, 1), "a hidden tiny model (1 layer, width 3, rank 1, one target)"),
