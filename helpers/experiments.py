@@ -74,7 +74,7 @@ def fit_power_law(x, y) -> tuple[float, float]:
 
 
 def run(train_text: str, eval_texts: dict[str, str], model: dict | None = None, steps: int | None = None,
-        seed: int | None = None, progress: bool = False, on_eval=None) -> dict:
+        seed: int | None = None, progress: bool = False, on_eval=None, eval_batches: int = EVAL_BATCHES) -> dict:
     """Train a fresh GPT (``MODEL`` updated by ``model``) on ``train_text`` with ``TRAIN`` settings
     and measure it. ``eval_texts`` must include ``"validation"`` (the curve is measured on it) and
     may add any other named texts. ``steps`` shortens the run for a quick experiment; ``seed``
@@ -85,7 +85,7 @@ def run(train_text: str, eval_texts: dict[str, str], model: dict | None = None, 
     Returns a dict: ``model_config``, ``parameters``, ``train_characters``, ``tokens_seen``;
     ``history``, the training and validation loss every ``eval_every`` steps on ``eval_batches``
     (10) fixed batches, and ``best_val``, its lowest validation value; ``final``, the loss on each
-    of ``eval_texts`` and on the training text (``"train"``) at the end, on ``EVAL_BATCHES`` (40)
+    of ``eval_texts`` and on the training text (``"train"``) at the end, on ``eval_batches`` (40)
     fixed batches, so more precise than (and not comparable with) the curve; ``seconds``.
     """
     if "validation" not in eval_texts or "train" in eval_texts:
@@ -107,8 +107,8 @@ def run(train_text: str, eval_texts: dict[str, str], model: dict | None = None, 
     started = time.perf_counter()
     history = training.train(net, train_ids, eval_ids["validation"], train_config, progress=progress,
                              on_eval=on_eval)
-    final = {name: training.estimate_loss(net, ids, batches=EVAL_BATCHES) for name, ids in eval_ids.items()}
-    final["train"] = training.estimate_loss(net, train_ids, batches=EVAL_BATCHES)
+    final = {name: training.estimate_loss(net, ids, batches=eval_batches) for name, ids in eval_ids.items()}
+    final["train"] = training.estimate_loss(net, train_ids, batches=eval_batches)
     return {"model_config": asdict(config), "parameters": gpt.count_parameters(config),
             "train_characters": len(train_text), "tokens_seen": train_config.steps * train_config.batch_size
             * config.block_size, "history": history, "final": {k: round(v, 4) for k, v in final.items()},

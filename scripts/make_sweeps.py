@@ -96,6 +96,9 @@ def main(argv=None) -> int:
     parser = artefacts.command_parser(__file__, __doc__, threads=2)
     parser.add_argument("--resume", action="store_true", help="keep the runs already stored")
     parser.add_argument("--only", nargs="*", help="run only these experiments (names as in the file)")
+    parser.add_argument("--steps", type=int, default=None, help="a quick try: shorter runs (not for data/)")
+    parser.add_argument("--eval-batches", type=int, default=experiments.EVAL_BATCHES,
+                        help=f"batches of the final measurement (default {experiments.EVAL_BATCHES})")
     args = artefacts.start_command(parser, argv)
     path = args.out / "sweeps.json"
     # A full sweep writes sweeps.partial.json after every run and sweeps.json when every run is
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
         record.pop(stale, None)             # kept per run: a rerun with --only may differ
     record.update({"command": "python scripts/make_sweeps.py",
                    "model": experiments.MODEL, "train": experiments.TRAIN, "model_seed": experiments.MODEL_SEED,
-                   "eval_batches": experiments.EVAL_BATCHES, "duplicated_plays": [
+                   "eval_batches": args.eval_batches, "duplicated_plays": [
                        p.slug for p in data.split_plays()["train"][:DUPLICATED_PLAYS]]})
     runs = record.setdefault("runs", {})
     texts = eval_texts()
@@ -125,7 +128,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(threads)
         print(f"{name}: {description} ({len(text):,} characters, {threads} thread(s))", flush=True)
         seed = 2 if name == "baseline-seed-2" else None
-        result = experiments.run(text, texts, model=model, seed=seed)
+        result = experiments.run(text, texts, model=model, seed=seed, steps=args.steps,
+                                 eval_batches=args.eval_batches)
         made = artefacts.provenance(seconds=result["seconds"], argv=args.argv,
                                     seed=experiments.MODEL_SEED if seed is None else seed)
         runs[name] = {"description": description, **made, **result}

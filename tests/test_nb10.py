@@ -98,10 +98,9 @@ def test_run_names_a_character_it_cannot_encode():
 
 # --- the command and its file -------------------------------------------------
 
-def test_the_command_runs_one_experiment_into_a_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(experiments, "TRAIN", {**experiments.TRAIN, "steps": 5, "warmup_steps": 1, "eval_every": 5})
-    monkeypatch.setattr(experiments, "EVAL_BATCHES", 1)
-    assert make_sweeps.main(["--only", "fraction-1/256", "--out", str(tmp_path), "--threads", "1"]) == 0
+def test_the_command_runs_one_experiment_into_a_file(tmp_path):
+    assert make_sweeps.main(["--only", "fraction-1/256", "--out", str(tmp_path), "--threads", "1",
+                             "--steps", "5", "--eval-batches", "1"]) == 0
     stored = json.loads((tmp_path / "sweeps.json").read_text())
     run = stored["runs"]["fraction-1/256"]
     assert list(stored["runs"]) == ["fraction-1/256"] and run["history"]["step"] == [5]
@@ -113,7 +112,7 @@ def test_an_interrupted_sweep_keeps_the_complete_file_and_resumes(tmp_path, monk
     (tmp_path / "sweeps.json").write_text('{"complete": true}')
     calls = []
 
-    def run_twice(text, texts, model=None, seed=None):
+    def run_twice(text, texts, model=None, seed=None, **settings):
         calls.append(text[:10])
         if len(calls) == 2:
             raise KeyboardInterrupt
