@@ -204,7 +204,7 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
             what = _diverged(value, limit)
             if what:
                 raise TrainingDiverged(
-                    f"the loss {what} at step {step} (learning rate {lr:.2g}): training stopped. "
+                    f"the loss {what} at step {step} (learning rate {lr:.2g}): training stopped.\n"
                     f"Try a learning rate 10 times lower (lr={config.lr / 10:.2g})"
                     + (f"; the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path else "."))
             _update(model, optimizer, loss, config.grad_clip)

@@ -87,6 +87,30 @@ def test_code_lines_fit_a_laptop_screen(notebook):
                           + "\n".join(too_long))
 
 
+MAX_OUTPUT_LINE = 100
+LONG_OUTPUT_CELLS = {
+    "35c04577": "08: the model's own sample text, line by line as it wrote it",
+    "503fa934": "09: the model's own sample text, line by line as it wrote it",
+}
+
+
+def test_printed_lines_fit_a_laptop_screen(notebook):
+    """A laptop shows about 100 characters of an output: a longer printed line wraps mid-word."""
+    path, nb = notebook
+    too_long = []
+    for cell in nb.cells:
+        if cell.cell_type != "code" or cell.id in LONG_OUTPUT_CELLS:
+            continue
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") if out.get("output_type") == "stream" else (
+                out.get("data", {}).get("text/plain", ""))
+            text = "".join(text) if isinstance(text, list) else text
+            too_long += [f"cell {cell.id} ({len(line)} characters): {line[:60]}"
+                         for line in text.splitlines()
+                         if len(line) > MAX_OUTPUT_LINE and not line.startswith("Explorer")]
+    assert not too_long, (f"{path.name}: print at most {MAX_OUTPUT_LINE} characters a line "
+                          "(split the print, or wrap a long list):\n" + "\n".join(too_long))
+
 def test_links_to_the_next_notebook(notebook):
     path, nb = notebook
     index = NOTEBOOKS.index(path)

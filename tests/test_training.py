@@ -132,7 +132,7 @@ def test_a_diverging_rate_stops_with_a_sentence(tmp_path):
     ids = tiny_data()
     config = training.TrainConfig(steps=200, batch_size=8, lr=1e6, min_lr=1e5, warmup_steps=1, eval_every=1,
                                   grad_clip=0.0)
-    with pytest.raises(training.TrainingDiverged, match=r"at step \d+ .*Try a learning rate 10 times lower"):
+    with pytest.raises(training.TrainingDiverged, match=r"(?s)at step \d+ .*Try a learning rate 10 times lower"):
         training.train(tiny_model(), ids, ids, config, checkpoint_path=tmp_path / "boom.pt", progress=False)
 
 
