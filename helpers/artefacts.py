@@ -17,6 +17,7 @@ stopped by Ctrl-C is never stored as a finished one).
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -46,9 +47,9 @@ def atomic_write(path, content: str | bytes | Callable) -> Path:
                 content(f)
             else:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)          # mkstemp makes the file private
+            f.flush()
+            os.fsync(f.fileno())                     # on disk before the rename, even if the machine stops
+        os.chmod(temporary, 0o644)                   # mkstemp makes the file private; others may read it
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -61,7 +62,10 @@ def write_json(path, record, indent: int | None = 1) -> Path:
     return atomic_write(path, json.dumps(record, indent=indent, ensure_ascii=False) + "\n")
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str:
+    """The commit the command runs from ("+changes" if tracked files differ), looked up once per
+    process: before the command rewrites its own tracked files in data/."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                              text=True, timeout=10)
@@ -154,4 +158,5 @@ def start_command(parser: argparse.ArgumentParser, argv: list[str] | None = None
 
         torch.set_num_threads(threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    _git_commit()                      # the commit as it is now, before the command writes files
     return args

@@ -100,6 +100,10 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-batches", type=int, default=experiments.EVAL_BATCHES,
                         help=f"batches of the final measurement (default {experiments.EVAL_BATCHES})")
     args = artefacts.start_command(parser, argv)
+    quick = args.steps is not None or args.eval_batches != experiments.EVAL_BATCHES
+    if quick and args.out.resolve() == DATA_DIR.resolve():
+        parser.error("--steps and --eval-batches are for a quick try: give --out another folder "
+                     "(data/sweeps.json holds the full runs the notebooks read)")
     path = args.out / "sweeps.json"
     # A full sweep writes sweeps.partial.json after every run and sweeps.json when every run is
     # done, so that an interrupted sweep never replaces a complete file; --only edits sweeps.json.
@@ -130,6 +134,7 @@ def main(argv=None) -> int:
         seed = 2 if name == "baseline-seed-2" else None
         result = experiments.run(text, texts, model=model, seed=seed, steps=args.steps,
                                  eval_batches=args.eval_batches)
+        artefacts.require_finished(result["history"], args.steps or experiments.TRAIN["steps"])
         made = artefacts.provenance(seconds=result["seconds"], argv=args.argv,
                                     seed=experiments.MODEL_SEED if seed is None else seed)
         runs[name] = {"description": description, **made, **result}

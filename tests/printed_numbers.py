@@ -25,7 +25,10 @@ import re
 
 REL_TOL = 0.01  # a printed decimal may differ by 1% of its size (or one unit in its last digit)
 
-NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\w)")
+# A number: its sign, digits, a decimal point with digits (or NumPy's bare point as in
+# "[0. 1.]", which is followed by a space and a number or by "]"), an exponent. "300." at the
+# end of a sentence is the integer 300 and a full stop.
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d+|\d+\.(?=\s*[-+\d\]])|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\w)")
 SPACES = re.compile(r"[ \t]+")
 
 

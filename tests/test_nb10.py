@@ -99,6 +99,8 @@ def test_run_names_a_character_it_cannot_encode():
 # --- the command and its file -------------------------------------------------
 
 def test_the_command_runs_one_experiment_into_a_file(tmp_path):
+    with pytest.raises(SystemExit):          # a quick try must not replace the shipped file
+        make_sweeps.main(["--only", "fraction-1/256", "--steps", "5"])
     assert make_sweeps.main(["--only", "fraction-1/256", "--out", str(tmp_path), "--threads", "1",
                              "--steps", "5", "--eval-batches", "1"]) == 0
     stored = json.loads((tmp_path / "sweeps.json").read_text())
@@ -112,21 +114,25 @@ def test_an_interrupted_sweep_keeps_the_complete_file_and_resumes(tmp_path, monk
     (tmp_path / "sweeps.json").write_text('{"complete": true}')
     calls = []
 
-    def run_twice(text, texts, model=None, seed=None, **settings):
-        calls.append(text[:10])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return {"final": {"validation": 2.0, "train": 1.9}, "best_val": 2.0, "seconds": 0.0}
+    steps = experiments.TRAIN["steps"]
 
-    monkeypatch.setattr(experiments, "run", run_twice)
-    with pytest.raises(KeyboardInterrupt):
+    def finished(stopped_at=steps):
+        return {"history": {"step": [stopped_at]}, "final": {"validation": 2.0, "train": 1.9},
+                "best_val": 2.0, "seconds": 0.0}
+
+    def interrupted_in_the_second_run(text, texts, model=None, seed=None, **settings):
+        """Ctrl-C stops experiments.run's training cleanly, with a shorter history."""
+        calls.append(text[:10])
+        return finished(steps // 2 if len(calls) == 2 else steps)
+
+    monkeypatch.setattr(experiments, "run", interrupted_in_the_second_run)
+    with pytest.raises(SystemExit, match="stopped before step"):
         make_sweeps.main(["--out", str(tmp_path), "--threads", "1"])
     assert json.loads((tmp_path / "sweeps.json").read_text()) == {"complete": True}     # untouched
     partial = json.loads((tmp_path / "sweeps.partial.json").read_text())
     assert list(partial["runs"]) == ["baseline"]
     monkeypatch.setattr(make_sweeps, "per_play_losses", lambda: {})
-    monkeypatch.setattr(experiments, "run", lambda *a, **k: {"final": {"validation": 2.0, "train": 1.9},
-                                                              "best_val": 2.0, "seconds": 0.0})
+    monkeypatch.setattr(experiments, "run", lambda *a, **k: finished())
     assert make_sweeps.main(["--out", str(tmp_path), "--threads", "1", "--resume"]) == 0
     done = json.loads((tmp_path / "sweeps.json").read_text())
     assert set(done["runs"]) == set(make_sweeps.experiment_plan()) and "plays" in done

@@ -16,6 +16,8 @@ from printed_numbers import PrintedOutput, numbers_agree, outputs_agree
     ("accuracy 43.89%", "accuracy 43.95%"),
     ("loss 2", "loss 2.001"),                       # :.4g drops the point of 2.000
     ("-0.00", "0.00"),
+    ("[0. 1.]", "[0. 1.]"),
+    ("[ 0.  1.5]", "[-0.  1.5]"),                # NumPy's bare decimal point
 ])
 def test_close_numbers_and_padding_agree(stored, fresh):
     assert outputs_agree(stored, fresh)
@@ -31,6 +33,7 @@ def test_close_numbers_and_padding_agree(stored, fresh):
     ("loss inf", "loss 1e308"),
     ("step 100", "step 103.5"),       # an integer beside a decimal: still 1%
     ("layer1", "layer2"),                   # a digit inside a word is text
+    ("trained for 300.", "trained for 301."),  # an integer before a full stop is still exact
 ])
 def test_different_outputs_disagree(stored, fresh):
     assert not outputs_agree(stored, fresh)

@@ -69,7 +69,7 @@ def _without_overflow(fn):
                 raise FloatingPointError(f"{exc}: a float cannot hold e^1000, so np.exp gave infinity "
                                          "(NumPy's overflow warning, treated as an error here)") from None
 
-    strict.__wrapped__ = fn  # the learner's own function, for the time limit (see _learner_globals)
+    strict.__wrapped__ = fn  # the learner's own function, for the time limit (see timing.learner_globals)
     return strict
 
 

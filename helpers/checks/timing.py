@@ -54,7 +54,9 @@ class _Alarm:
     alarm rings again every ``RETRY_EVERY`` seconds; from the second ring on, it also turns on
     line tracing in the learner's own functions, so that ``_TimeLimit`` is raised again at the
     first line of the ``except:`` block that caught it, from where it escapes the ``try``.
-    Nothing else is interrupted by tracing, so clean-up (``with`` blocks, library code) still runs.
+    After the first ring, nothing but the learner's own code is interrupted, so clean-up (``with``
+    blocks, library code) still runs; and under a debugger (which traces the code itself) no
+    tracing is added, so a loop that swallows the stop may run on there.
     (Code that catches it at two levels at once, a loop in a loop each with its own bare
     ``except:``, may still run on: those ``except:`` blocks swallow Ctrl-C too, so only
     restarting the kernel stops it.)
@@ -64,13 +66,18 @@ class _Alarm:
         self.learner_globals = learner_globals
         self.armed = False  # while True, a ring raises _TimeLimit
         self.rang = False  # whether time ran out
+        # A debugger (pdb, breakpoint(), JupyterLab's) traces the code itself: leave its tracing alone.
+        self.may_trace = sys.gettrace() is None
 
     def ring(self, signum, frame):
         """Called by the SIGALRM signal, with ``frame`` the code it interrupted."""
-        if not self.armed:
-            return
+        if not self.armed or frame.f_globals is globals():
+            return  # never inside this module's own bookkeeping
         if self.rang:  # the last _TimeLimit was caught and the code ran on
-            self.trace_learner_code(frame)
+            if self.may_trace:
+                self.trace_learner_code(frame)
+            if not self.is_learners(frame):
+                return  # raise again only in the learner's code: library clean-up runs undisturbed
         self.rang = True
         raise _TimeLimit()
 
