@@ -13,7 +13,7 @@ caused by it, or by chance (a run with another seed shows how large chance is).
 """
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import torch
@@ -22,8 +22,8 @@ from helpers import data, gpt, tokenizers, training
 
 # The settings every sweep run shares (a model small enough to train in under a minute).
 MODEL = dict(n_layer=2, n_head=4, n_embd=64, block_size=64, dropout=0.0)   # 109,184 parameters
-TRAIN = dict(steps=1200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.1,
-             beta2=0.99, grad_clip=1.0, eval_every=100, eval_batches=10, seed=1337)
+TRAIN = training.TrainConfig(steps=1200, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.1,
+                             beta2=0.99, grad_clip=1.0, eval_every=100, eval_batches=10, seed=1337)
 MODEL_SEED = 1337
 EVAL_BATCHES = 40          # final held-out measurement: 40 batches x 32 windows x 64 characters
 
@@ -93,13 +93,12 @@ def run(train_text: str, eval_texts: dict[str, str], model: dict | None = None, 
                          f"measured as 'train'); got {sorted(eval_texts)}")
     tok = tokenizer()
     config = gpt.GPTConfig(vocab_size=tok.vocab_size, **{**MODEL, **(model or {})})
-    settings = dict(TRAIN)
+    train_config = TRAIN
     if steps is not None:               # a shorter run keeps a tenth of it (at most) for the warm-up
-        settings.update(steps=steps, warmup_steps=min(TRAIN["warmup_steps"], steps // 10),
-                        eval_every=min(TRAIN["eval_every"], steps))
+        train_config = replace(train_config, steps=steps, warmup_steps=min(TRAIN.warmup_steps, steps // 10),
+                               eval_every=min(TRAIN.eval_every, steps))
     if seed is not None:
-        settings["seed"] = seed
-    train_config = training.TrainConfig(**settings)
+        train_config = replace(train_config, seed=seed)
     train_ids = torch.tensor(tok.encode(train_text))
     eval_ids = {name: torch.tensor(tok.encode(text)) for name, text in eval_texts.items()}
     torch.manual_seed(MODEL_SEED if seed is None else seed)

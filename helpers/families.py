@@ -17,6 +17,7 @@ pairs from consecutive speakers (:func:`dialogue_pairs`), with a LoRA adapter fr
 
 import random
 import time
+from dataclasses import dataclass, replace
 
 import torch
 from torch.nn import functional as F
@@ -27,8 +28,9 @@ OBJECTIVES = ("causal", "masked", "permutation")
 WINDOW = 32                  # characters per training window (the permutation model reads 2 x 32 tokens)
 MASK_FRACTION = 0.15         # BERT's fraction of masked positions
 # The small model of notebook 10 (2 blocks x 64), trained 3,000 steps of 16 windows for each objective.
-TRAIN = dict(steps=3000, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=100, weight_decay=0.1,
-             beta2=0.99, grad_clip=1.0, eval_every=3000, eval_batches=1, seed=1337)
+TRAIN = training.TrainConfig(steps=3000, batch_size=16, lr=3e-3, min_lr=3e-4, warmup_steps=100,
+                             weight_decay=0.1, beta2=0.99, grad_clip=1.0, eval_every=3000, eval_batches=1,
+                             seed=1337)
 
 
 def tokenizer_and_mask_id():
@@ -107,7 +109,7 @@ def train_objective(objective: str, stop_after: int | None = None, on_eval=None,
     start of the full one. ``on_eval(history)`` is called after every 50 steps. ``mask_fraction``:
     the share of positions the masked objective hides (notebook 12's Exercise 3 varies it)."""
     tok, mask_id = tokenizer_and_mask_id()
-    config = training.TrainConfig(**{**TRAIN, "eval_every": 50})
+    config = replace(TRAIN, eval_every=50)
     ids = torch.tensor(tok.encode(data.corpus_text("train")))
     model, started = make_model(config.seed), time.perf_counter()
     history = training.train(
@@ -221,7 +223,20 @@ def generate(model, objective: str, prompt_ids: list[int], new: int, mask_id: in
 
 # ---------------------------------------------------------------- dialogue (LaMDA-style)
 
-DIALOGUE = dict(pairs=3000, eval_pairs=200, steps=600, batch_size=16, lr=3e-3, seed=0, max_length=60)
+@dataclass(frozen=True)
+class DialogueConfig:
+    """The dialogue fine-tune's settings (notebook 12): pairs drawn, steps, batch, constant rate."""
+
+    pairs: int = 3000          # training pairs drawn from the training plays
+    eval_pairs: int = 200      # held-out pairs the reply loss is measured on
+    steps: int = 600
+    batch_size: int = 16
+    lr: float = 3e-3
+    seed: int = 0
+    max_length: int = 60       # characters, for the speech and for the reply
+
+
+DIALOGUE = DialogueConfig()
 
 
 def speeches(play) -> list[tuple[str, str]]:
@@ -253,25 +268,25 @@ def dialogue_prompt(speech: str) -> str:
     return f"A: {speech}\nB: "
 
 
-def dialogue_data():
+def dialogue_data(config: DialogueConfig = DIALOGUE):
     """``(train_pairs, eval_pairs)``: random speech -> reply pairs from the training plays and
-    from the held-out plays (``DIALOGUE`` settings)."""
-    rng = random.Random(DIALOGUE["seed"])
-    train = dialogue_pairs("train", DIALOGUE["max_length"])
-    held_out = dialogue_pairs("held-out", DIALOGUE["max_length"])
-    return rng.sample(train, DIALOGUE["pairs"]), rng.sample(held_out, DIALOGUE["eval_pairs"])
+    from the held-out plays."""
+    rng = random.Random(config.seed)
+    train = dialogue_pairs("train", config.max_length)
+    held_out = dialogue_pairs("held-out", config.max_length)
+    return rng.sample(train, config.pairs), rng.sample(held_out, config.eval_pairs)
 
 
-def train_dialogue(steps: int | None = None, on_eval=None):
+def train_dialogue(steps: int | None = None, on_eval=None, config: DialogueConfig = DIALOGUE):
     """LoRA-fine-tune the pretrained GPT to answer in the dialogue format (loss on the reply only),
     by ``helpers.training.fit``. Returns ``(model, tokenizer, history)``: the held-out reply loss
     every 100 steps (``on_eval(history)`` after each)."""
     from helpers import finetune
 
-    steps = DIALOGUE["steps"] if steps is None else steps
-    train_pairs, eval_pairs = dialogue_data()
-    model, tok = finetune.prepare("lora", seed=DIALOGUE["seed"])
-    rng = random.Random(DIALOGUE["seed"])
+    steps = config.steps if steps is None else steps
+    train_pairs, eval_pairs = dialogue_data(config)
+    model, tok = finetune.prepare("lora", seed=config.seed)
+    rng = random.Random(config.seed)
     history, started = {"step": [], "reply_loss": []}, time.perf_counter()
 
     def measure(step):
@@ -280,9 +295,9 @@ def train_dialogue(steps: int | None = None, on_eval=None):
         if on_eval is not None:
             on_eval(dict(history))
 
-    training.fit(model, lambda: finetune.answer_batch(tok, rng.sample(train_pairs, DIALOGUE["batch_size"]),
+    training.fit(model, lambda: finetune.answer_batch(tok, rng.sample(train_pairs, config.batch_size),
                                                       dialogue_prompt),
-                 steps, DIALOGUE["lr"], evaluate=measure, eval_at=range(0, steps + 1, 100))
+                 steps, config.lr, evaluate=measure, eval_at=range(0, steps + 1, 100))
     history["seconds"] = round(time.perf_counter() - started, 1)
     return model, tok, history
 

@@ -24,7 +24,7 @@ import dataclasses
 import sys
 import time
 
-from helpers import artefacts, checkpoints, families, lora, training
+from helpers import artefacts, checkpoints, families, lora
 
 
 def main(argv=None) -> int:
@@ -32,26 +32,27 @@ def main(argv=None) -> int:
     args = artefacts.start_command(parser, argv, threads=1)
     started = time.perf_counter()
     tok, mask_id = families.tokenizer_and_mask_id()
-    result = {"settings": {"train": families.TRAIN, "window": families.WINDOW,
-                           "mask_fraction": families.MASK_FRACTION, "dialogue": families.DIALOGUE,
+    result = {"settings": {"train": dataclasses.asdict(families.TRAIN), "window": families.WINDOW,
+                           "mask_fraction": families.MASK_FRACTION,
+                           "dialogue": dataclasses.asdict(families.DIALOGUE),
                            "lora": dataclasses.asdict(lora.LoRAConfig())},
               "objectives": {}}
     for objective in families.OBJECTIVES:
         print(f"{objective} ...", flush=True)
         model, history = families.train_objective(objective)
-        artefacts.require_finished(history, families.TRAIN["steps"])
+        artefacts.require_finished(history, families.TRAIN.steps)
         print(f"  loss {history['loss'][-1]}, {history['seconds']} s", flush=True)
         result["objectives"][objective] = history
         checkpoints.save_checkpoint(args.out / f"family_{objective}.pt", model,
-                                    training.TrainConfig(**families.TRAIN), step=families.TRAIN["steps"],
+                                    families.TRAIN, step=families.TRAIN.steps,
                                     history=history, tokenizer_chars="".join(tok.chars), precision="float16")
     print("dialogue ...", flush=True)
     model, _, history = families.train_dialogue(on_eval=lambda h: print("  ", h, flush=True))
-    artefacts.require_finished(history, families.DIALOGUE["steps"])
+    artefacts.require_finished(history, families.DIALOGUE.steps)
     result["dialogue"] = history
-    made = artefacts.provenance(seconds=history["seconds"], seed=families.DIALOGUE["seed"], argv=args.argv)
-    lora.save_adapter(model, args.out / "dialogue_lora.pt", steps=families.DIALOGUE["steps"], provenance=made)
-    result["provenance"] = artefacts.provenance(seconds=time.perf_counter() - started, seed=families.TRAIN["seed"],
+    made = artefacts.provenance(seconds=history["seconds"], seed=families.DIALOGUE.seed, argv=args.argv)
+    lora.save_adapter(model, args.out / "dialogue_lora.pt", steps=families.DIALOGUE.steps, provenance=made)
+    result["provenance"] = artefacts.provenance(seconds=time.perf_counter() - started, seed=families.TRAIN.seed,
                                                 argv=args.argv)
     artefacts.write_json(args.out / "families.json", result)
     return 0

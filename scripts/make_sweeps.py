@@ -18,6 +18,7 @@ characters of every play (seen and unseen).
 """
 
 import json
+from dataclasses import asdict
 import sys
 import time
 
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     for stale in ("threads", "torch", "python", "machine"):
         record.pop(stale, None)             # kept per run: a rerun with --only may differ
     record.update({"command": "python scripts/make_sweeps.py",
-                   "model": experiments.MODEL, "train": experiments.TRAIN, "model_seed": experiments.MODEL_SEED,
+                   "model": experiments.MODEL, "train": asdict(experiments.TRAIN), "model_seed": experiments.MODEL_SEED,
                    "eval_batches": args.eval_batches, "duplicated_plays": [
                        p.slug for p in data.split_plays()["train"][:DUPLICATED_PLAYS]]})
     runs = record.setdefault("runs", {})
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
         seed = 2 if name == "baseline-seed-2" else None
         result = experiments.run(text, texts, model=model, seed=seed, steps=args.steps,
                                  eval_batches=args.eval_batches)
-        artefacts.require_finished(result["history"], args.steps or experiments.TRAIN["steps"])
+        artefacts.require_finished(result["history"], args.steps or experiments.TRAIN.steps)
         made = artefacts.provenance(seconds=result["seconds"], argv=args.argv,
                                     seed=experiments.MODEL_SEED if seed is None else seed)
         runs[name] = {"description": description, **made, **result}

@@ -2,6 +2,7 @@
 the sweep explorer and the checkers."""
 
 import json
+from dataclasses import asdict
 import string
 from functools import partial
 
@@ -81,7 +82,7 @@ def test_run_is_reproducible_and_reports_everything():
     assert set(first["final"]) == {"validation", "other", "train"}
     assert first["parameters"] == gpt.count_parameters(gpt.GPTConfig(vocab_size=78, **{
         **experiments.MODEL, "n_layer": 1, "n_embd": 16}))
-    assert first["tokens_seen"] == 30 * experiments.TRAIN["batch_size"] * experiments.MODEL["block_size"]
+    assert first["tokens_seen"] == 30 * experiments.TRAIN.batch_size * experiments.MODEL["block_size"]
     assert first["history"]["step"][-1] == 30 and first["train_characters"] == 20_000
 
 
@@ -114,7 +115,7 @@ def test_an_interrupted_sweep_keeps_the_complete_file_and_resumes(tmp_path, monk
     (tmp_path / "sweeps.json").write_text('{"complete": true}')
     calls = []
 
-    steps = experiments.TRAIN["steps"]
+    steps = experiments.TRAIN.steps
 
     def finished(stopped_at=steps):
         return {"history": {"step": [stopped_at]}, "final": {"validation": 2.0, "train": 1.9},
@@ -152,11 +153,11 @@ def sweeps():
 
 def test_the_stored_file_has_every_run_of_the_plan_with_the_shared_settings(sweeps):
     assert set(sweeps["runs"]) == set(make_sweeps.experiment_plan())
-    assert sweeps["model"] == experiments.MODEL and sweeps["train"] == experiments.TRAIN
+    assert sweeps["model"] == experiments.MODEL and sweeps["train"] == asdict(experiments.TRAIN)
     for name, run in sweeps["runs"].items():
         config = {k: run["model_config"][k] for k in experiments.MODEL}
         assert config == experiments.MODEL or name.startswith("size-"), name
-        assert run["history"]["step"][-1] == experiments.TRAIN["steps"]
+        assert run["history"]["step"][-1] == experiments.TRAIN.steps
     for family in plots.SWEEP_FAMILIES.values():
         assert set(family) <= set(sweeps["runs"])
     assert len(sweeps["plays"]) == 38 and sum(not p["seen"] for p in sweeps["plays"].values()) == 6

@@ -192,7 +192,7 @@ def test_a_short_dialogue_run_repeats_the_start_of_the_stored_one():
 def test_dialogue_adapter_loads_and_answers_in_one_line():
     model, tok, info = lora.load_adapter(DATA_DIR / "dialogue_lora.pt")
     reply = finetune.translate(model, tok, "What is thy name?", make_prompt=families.dialogue_prompt)
-    assert reply and "\n" not in reply and info["steps"] == families.DIALOGUE["steps"]
+    assert reply and "\n" not in reply and info["steps"] == families.DIALOGUE.steps
 
 
 # --- checkers ------------------------------------------------------------------
