@@ -739,3 +739,59 @@ def test_a_debuggers_tracing_is_left_alone(short_time_limit):
     finally:
         sys.settrace(None)
     assert "did not finish" in result.message
+
+
+# --- tiered hints ------------------------------------------------------------
+
+def _tiered_checker(fn):
+    cases = [checks.Case((np.array([1.0, -2.0]),), np.array([1.0, 0.0]), "a small vector")]
+    return checks.run_checks("tiered_demo", fn, cases,
+                             hint=["nudge: which values must change?", "more: negatives become 0",
+                                   "answer: np.maximum(0, z)"])
+
+
+@pytest.fixture
+def fresh_hints(monkeypatch):
+    from helpers.checks import engine
+    monkeypatch.setattr(engine, "_HINTS", {})
+    monkeypatch.setattr(engine, "_HINTS_SHOWN", {})
+    monkeypatch.setitem(engine.CHECKERS, "tiered_demo", _tiered_checker)
+
+
+def test_each_failed_run_gives_the_next_hint_tier_and_the_last_one_stays(fresh_hints):
+    wrong = lambda z: z  # noqa: E731
+    said = [_tiered_checker(wrong).message for _ in range(4)]
+    assert "nudge" in said[0] and "more:" not in said[0] and 'checks.hint("tiered_demo")' in said[0]
+    assert "more: negatives" in said[1] and "answer" not in said[1]
+    assert "answer: np.maximum" in said[2] and "checks.hint" not in said[2]
+    assert said[3].splitlines()[-1] == said[2].splitlines()[-1]
+
+
+def test_a_right_answer_shows_no_hint_and_uses_no_tier(fresh_hints):
+    from helpers.checks import engine
+    result = _tiered_checker(lambda z: np.maximum(0, z))
+    assert result.passed and "Hint" not in result.message
+    assert engine._HINTS_SHOWN.get("tiered_demo", 0) == 0
+
+
+def test_asking_for_a_hint_gives_the_next_tier_then_says_it_was_the_last(fresh_hints, capsys):
+    first = checks.hint("tiered_demo")
+    assert "run checks.tiered_demo(your_function) first" in first.message
+    _tiered_checker(lambda z: z)                      # nudge shown by the failed run
+    assert "more: negatives" in checks.hint("tiered_demo").message
+    last = checks.hint("tiered_demo").message
+    assert "answer: np.maximum" in last and "That is the last hint" not in last
+    assert "That is the last hint" in checks.hint("tiered_demo").message
+
+
+def test_hint_for_an_unknown_name_suggests_the_closest_checker(fresh_hints):
+    result = checks.hint("tiered_dem")
+    assert not result.passed and 'checks.hint("tiered_demo")' in result.message
+    assert "no checker called" in checks.hint(None).message
+    assert "no checker called" in checks.hint(12).message
+
+
+def test_a_one_sentence_hint_is_one_tier(fresh_hints):
+    cases = [checks.Case((1.0,), 2.0, "one number")]
+    said = [checks.run_checks("tiered_demo", lambda x: x, cases, hint="double it").message for _ in range(2)]
+    assert said[0].endswith("Hint: double it") and said[1].endswith("Hint: double it")

@@ -40,6 +40,10 @@ changes them.
 Answers computed in float32 (PyTorch's default) pass as well as float64 ones: the
 tolerances leave room for float32 rounding.
 
+Hints come in tiers. A checker's hint is one sentence or a list from a nudge to the answer:
+the first failed run prints the nudge, each later failed run the next tier, and
+``checks.hint("name")`` asks for the next one without running the check again.
+
 The time limit is one setting, ``checks.timing.TIME_LIMIT`` (seconds per case), read each
 time a checker runs: ``checks.timing.TIME_LIMIT = 5`` gives a slow computer more time.
 """
@@ -47,7 +51,7 @@ time a checker runs: ``checks.timing.TIME_LIMIT = 5`` gives a slow computer more
 # the engine (every notebook)
 from helpers.checks import timing
 from helpers.checks.compare import as_array, compare_arrays, compare_scalar, named_slip
-from helpers.checks.engine import CHECKERS, Case, CheckResult, checker, run_checks
+from helpers.checks.engine import CHECKERS, Case, CheckResult, checker, hint, run_checks
 
 # part 1: networks (notebooks 00-04)
 from helpers.checks.networks import (accuracy, bce_with_logits, dense_layer, dot, gradient_descent_step, make_batches,

@@ -8,6 +8,7 @@ Every checker is registered with :func:`checker`, so that tests can try them all
 """
 
 import copy
+import difflib
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -118,20 +119,70 @@ _NOT_IMPLEMENTED = object()  # what _check_case returns for the student copy's u
 _TOO_SLOW_QUESTION = "Is there a loop that never ends, or is it doing much more work than needed?"
 
 
-def run_checks(name: str, fn, cases: list[Case], hint: str, time_limit: float | None = None) -> CheckResult:
+# ---------------------------------------------------------------------------
+# Tiered hints: a nudge first, more when the learner fails again or asks, the answer last
+# ---------------------------------------------------------------------------
+
+_HINTS: dict[str, tuple[str, ...]] = {}   # checker name -> its hint tiers, as last given to run_checks
+_HINTS_SHOWN: dict[str, int] = {}         # checker name -> how many tiers the learner has seen
+
+
+def _tiers(hint) -> tuple[str, ...]:
+    """A checker's hint as tiers: one string is one tier; a list or tuple goes from nudge to answer."""
+    if not hint:
+        return ()
+    return (hint,) if isinstance(hint, str) else tuple(str(tier) for tier in hint if tier)
+
+
+def _next_hint(name: str) -> str:
+    """The next tier of ``name``'s hint (the last one again once all are shown), counted as seen."""
+    tiers = _HINTS.get(name, ())
+    if not tiers:
+        return ""
+    shown = _HINTS_SHOWN.get(name, 0)
+    _HINTS_SHOWN[name] = min(shown + 1, len(tiers))
+    tier = min(shown, len(tiers) - 1)
+    more = f" (More: run the check again, or checks.hint(\"{name}\").)" if tier < len(tiers) - 1 else ""
+    return tiers[tier] + more
+
+
+def hint(name: str) -> CheckResult:
+    """Print the next hint for checker ``name`` (notebooks call it as ``checks.hint("name")``):
+    each call gives more, the last one the answer. Never raises."""
+    name = getattr(name, "__name__", name)  # checks.hint(checks.relu) works too
+    if not isinstance(name, str) or name not in CHECKERS:
+        close = difflib.get_close_matches(str(name), CHECKERS, n=1)
+        guess = f" Did you mean checks.hint(\"{close[0]}\")?" if close else ""
+        return _say("hint", False, f"? hint: there is no checker called {short(name)}.{guess}")
+    if name not in _HINTS:
+        return _say(name, False, f"? {name}: run checks.{name}(your_function) first; if it says what is "
+                                 f"wrong and you are stuck, ask again.")
+    if not _HINTS[name]:
+        return _say(name, False, f"? {name}: this check has no hint.")
+    last = _HINTS_SHOWN.get(name, 0) >= len(_HINTS[name])
+    text = _next_hint(name)
+    if last:
+        text += " (That is the last hint.)"
+    return _say(name, False, f"  Hint: {text}")
+
+
+def run_checks(name: str, fn, cases: list[Case], hint, time_limit: float | None = None) -> CheckResult:
     """Run ``fn`` on every case; print and return the verdict. Never hangs, and never raises
     (but for ``KeyboardInterrupt``: interrupting the kernel stops the checker too).
 
+    ``hint`` is one string, or tiers from a nudge to the answer: the first failed run shows the
+    first tier, each later failed run (or ``checks.hint(name)``) the next one.
     Each case may take ``time_limit`` seconds (``timing.TIME_LIMIT`` when not given, read now,
     so that it can be changed at any time), and all the cases together ``TOTAL_TIME_FACTOR``
     times that.
     """
+    _HINTS[name] = _tiers(hint)
 
     def verdict(passed: bool, text: str) -> CheckResult:
         text = text if text.endswith((".", "?", "!")) else text + "."
         message = f"{'✓' if passed else '✗'} {name}: {text}"
-        if not passed and hint:
-            message += f"\n  Hint: {hint}"
+        if not passed and _HINTS[name]:
+            message += f"\n  Hint: {_next_hint(name)}"
         return _say(name, passed, message)
 
     if fn is None or not callable(fn):
