@@ -189,6 +189,8 @@ def test_sigmoid_checker_leaves_numpy_error_settings_alone():
     assert np.geterr() == before
 
 
-def test_failed_sigmoid_hint_explains_the_overflow_fix():
-    message = checks.sigmoid(naive_sigmoid).message
-    assert "very large inputs" in message and "np.exp(-np.abs(z))" in message
+def test_failed_sigmoid_hints_lead_from_a_nudge_to_the_overflow_fix():
+    said = [checks.sigmoid(naive_sigmoid).message for _ in range(3)]
+    assert all("very large inputs" in message for message in said)
+    assert "np.exp(1000)" in said[0] and "np.exp(-np.abs(z))" not in said[0]
+    assert "np.exp(-np.abs(z))" in said[2]

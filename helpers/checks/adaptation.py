@@ -30,9 +30,11 @@ def lora_parameter_count(fn) -> CheckResult:
                  (L * n * (r * 2 * C + C), "added a bias; LoRA's update has none (the frozen layer keeps its own)"),
                  (L * n * r * r * 2, "multiplied rank by rank; A is rank x in and B is out x rank")]
         cases.append(Case((L, C, r, n), right, label, compare_number(slips)))
-    return run_checks("lora_parameter_count", fn, cases,
-                      hint="each wrapped C x C layer gets A (rank x C) and B (C x rank): 2 * rank * C numbers; "
-                           "there are n_targets of them in each of n_layer blocks.")
+    return run_checks("lora_parameter_count", fn, cases, hint=[
+        "LoRA adds two small matrices beside each wrapped layer: how big is each one, and how many "
+        "layers are wrapped?",
+        "each wrapped C x C layer gets A (rank x C) and B (C x rank): 2 * rank * C numbers; there are"
+        " n_targets of them in each of n_layer blocks."])
 
 
 def _confusion_reference(labels, predictions, n_classes, transpose=False, normalise=False):
@@ -78,9 +80,11 @@ def confusion_matrix(fn) -> CheckResult:
                 (([0, 1, 2], [2, 2, 2], 3), "a classifier that always says 2"),
                 ((hidden_labels, hidden_predictions, 4), "50 hidden passages, 4 classes")]
     cases = [Case(args, _confusion_reference(*args), label, _compare_confusion(*args)) for args, label in examples]
-    return run_checks("confusion_matrix", fn, cases,
-                      hint="start from np.zeros((n_classes, n_classes), dtype=int) and add 1 at "
-                           "[true, predicted] for every pair of zip(labels, predictions).")
+    return run_checks("confusion_matrix", fn, cases, hint=[
+        "one row per true class, one column per predicted class; each (true, predicted) pair adds one"
+        " to a cell.",
+        "start from np.zeros((n_classes, n_classes), dtype=int) and add 1 at [true, predicted] for "
+        "every pair of zip(labels, predictions)."])
 
 
 # ---------------------------------------------------------------------------
@@ -121,9 +125,11 @@ def permutation_mask(fn) -> CheckResult:
                 (rng.permutation(8).tolist(), "a hidden order of 8 positions")]
     cases = [Case((order,), _permutation_mask_reference(order), label, _compare_permutation_mask(order))
              for order, label in examples]
-    return run_checks("permutation_mask", fn, cases,
-                      hint="first rank[order[k]] = k (when each position's turn comes); then "
-                           "mask[i, j] = rank[j] <= rank[i]: rank[None, :] <= rank[:, None].")
+    return run_checks("permutation_mask", fn, cases, hint=[
+        "first find, for each position, when its turn comes in the order (its rank).",
+        "position i may attend to position j when j's turn comes no later than i's.",
+        "first rank[order[k]] = k (when each position's turn comes); then mask[i, j] = rank[j] <= "
+        "rank[i]: rank[None, :] <= rank[:, None]."])
 
 
 def _pairs_reference(turns, same_speaker=False, wrap=False, swapped=False, disjoint=False):
@@ -162,5 +168,7 @@ def dialogue_pairs(fn) -> CheckResult:
                 ([], "no turns at all"),
                 (hidden, "30 hidden turns")]
     cases = [Case((turns,), _pairs_reference(turns), label, _compare_pairs(turns)) for turns, label in examples]
-    return run_checks("dialogue_pairs", fn, cases,
-                      hint="for (a, speech), (b, reply) in zip(turns, turns[1:]): keep (speech, reply) when a != b.")
+    return run_checks("dialogue_pairs", fn, cases, hint=[
+        "look at each two neighbouring turns; keep them as (speech, reply) only when the speakers "
+        "differ.",
+        "for (a, speech), (b, reply) in zip(turns, turns[1:]): keep (speech, reply) when a != b."])

@@ -27,8 +27,11 @@ def dot(fn) -> CheckResult:
         w, x = rng.normal(size=n), rng.normal(size=n)
         room = float32_room(np.abs(w * x).sum())  # a float32 sum may end near 0 but carries its terms' rounding
         cases.append(Case((w, x), float(w @ x), f"random vectors of length {n}", within(room, compare=compare_scalar)))
-    return run_checks("dot", fn, cases, hint="multiply w and x element by element, then add everything up: "
-                                             "np.sum(w * x) or w @ x.")
+    return run_checks("dot", fn, cases, hint=[
+        "a weighted sum: each input times its own weight, then one total.",
+        "multiply the arrays element by element (w * x gives one product per input), then add up "
+        "all the products.",
+        "return float(np.sum(w * x)), or float(w @ x): one number."])
 
 
 # ---------------------------------------------------------------------------
@@ -43,8 +46,10 @@ def relu(fn) -> CheckResult:
     cases.append(Case((np.array([[-1.5, 2.0], [0.5, -0.1]]),), np.array([[0.0, 2.0], [0.5, 0.0]]), "a 2-D array"))
     big = rng.normal(size=(64, 33)) * 100
     cases.append(Case((big,), np.maximum(0.0, big), "a hidden array of shape (64, 33)"))
-    return run_checks("relu", fn, cases, hint="np.maximum(0, z) keeps positives and turns negatives into 0, "
-                                              "for arrays of any shape.")
+    return run_checks("relu", fn, cases, hint=[
+        "ReLU keeps what is positive and replaces what is negative; NumPy can do that to a whole "
+        "array at once, without a loop.",
+        "np.maximum(0, z) keeps positives and turns negatives into 0, for arrays of any shape."])
 
 
 def _sigmoid_reference(z):
@@ -88,10 +93,14 @@ def sigmoid(fn) -> CheckResult:
              Case((z_2d,), _sigmoid_reference(z_2d), "a hidden 2-D array of shape (5, 4)"),
              Case((z_big,), _sigmoid_reference(z_big), "very large inputs z = [-1000, -40, 40, 1000]")]
     checked = _without_overflow(fn) if callable(fn) else fn
-    return run_checks("sigmoid", checked, cases,
-                      hint="1 / (1 + np.exp(-z)) works for arrays of any shape, but np.exp(-z) overflows "
-                           "when z is very negative. Compute e = np.exp(-np.abs(z)), which is never above 1, "
-                           "then take 1 / (1 + e) where z >= 0 and e / (1 + e) where z < 0 (np.where).")
+    return run_checks("sigmoid", checked, cases, hint=[
+        "the formula 1 / (1 + e^(-z)) is right, but the checker tries z = -1000: what does "
+        "np.exp(1000) give?",
+        "find a form that only ever exponentiates a number <= 0, and use a different but equal "
+        "formula for negative z.",
+        "1 / (1 + np.exp(-z)) works for arrays of any shape, but np.exp(-z) overflows when z is very "
+        "negative. Compute e = np.exp(-np.abs(z)), which is never above 1, then take 1 / (1 + e) "
+        "where z >= 0 and e / (1 + e) where z < 0 (np.where)."])
 
 
 @checker
@@ -106,8 +115,9 @@ def dense_layer(fn) -> CheckResult:
         room = float32_room(np.abs(X) @ np.abs(W) + np.abs(b))  # each output is a sum of d_in + 1 terms
         label = f"a hidden batch X of shape ({n}, {d_in}), W of shape ({d_in}, {d_out})"
         cases.append(Case((X, W, b), X @ W + b, label, within(room)))
-    return run_checks("dense_layer", fn, cases, hint="each row of X is one example: X @ W has shape (n, d_out); "
-                                                     "then add the bias b to every row.")
+    return run_checks("dense_layer", fn, cases, hint=[
+        "think in shapes: X is (n, d_in), W is (d_in, d_out); which product gives (n, d_out)?",
+        "each row of X is one example: X @ W has shape (n, d_out); then add the bias b to every row."])
 
 
 def _two_layer_slips(X, W1, b1, W2, b2):
@@ -140,9 +150,11 @@ def two_layer_forward(fn) -> CheckResult:
     for (X, W1, b1, W2, b2), label in inputs:
         expected = _sigmoid_reference(np.maximum(0.0, X @ W1 + b1) @ W2 + b2)
         cases.append(Case((X, W1, b1, W2, b2), expected, label, compare_naming_slips(_two_layer_slips(X, W1, b1, W2, b2))))
-    return run_checks("two_layer_forward", fn, cases,
-                      hint="one layer after the other: hidden = relu(X @ W1 + b1) has shape (n, d_hidden); "
-                           "then return sigmoid(hidden @ W2 + b2), shape (n, d_out).")
+    return run_checks("two_layer_forward", fn, cases, hint=[
+        "two layers in a row: the hidden layer's output is the second layer's input. Which activation"
+        " goes where?",
+        "one layer after the other: hidden = relu(X @ W1 + b1) has shape (n, d_hidden); then return "
+        "sigmoid(hidden @ W2 + b2), shape (n, d_out)."])
 
 
 # ---------------------------------------------------------------------------
@@ -159,8 +171,10 @@ def mse(fn) -> CheckResult:
     for n in (7, 10_000):
         a, b = rng.normal(size=n), rng.normal(size=n)
         cases.append(Case((a, b), float(np.mean((a - b) ** 2)), f"hidden arrays of length {n}", compare_scalar))
-    return run_checks("mse", fn, cases, hint="square the differences y_pred - y, then take the mean "
-                                             "(divide by how many there are, not by a fixed number).")
+    return run_checks("mse", fn, cases, hint=[
+        "mean squared error: three words, three steps (a difference, a square, a mean).",
+        "square the differences y_pred - y, then take the mean (divide by how many there are, not by "
+        "a fixed number)."])
 
 
 def _bowl(p):
@@ -215,9 +229,12 @@ def numerical_gradient(fn) -> CheckResult:
              Case((_wavy, p3), wavy_grad(p3), "a hidden function of a (3, 4) array of parameters", close),
              Case((_wavy, p4), central, "a hidden function of a (2, 3) array, called with eps=0.01",
                   compare_naming_slips(slips, atol=1e-8, rtol=1e-8), kwargs={"eps": 0.01})]
-    return run_checks("numerical_gradient", fn, cases,
-                      hint="for each entry i: nudge params[i] up by eps and down by eps on a copy, "
-                           "take (f(up) - f(down)) / (2 * eps); return an array shaped like params.")
+    return run_checks("numerical_gradient", fn, cases, hint=[
+        "a derivative is a slope: change one parameter a little and see how much f changes.",
+        "use a central difference, (f(p + eps) - f(p - eps)) / (2 eps), one parameter at a time, on a"
+        " copy of params.",
+        "for each entry i: nudge params[i] up by eps and down by eps on a copy, take (f(up) - "
+        "f(down)) / (2 * eps); return an array shaped like params."])
 
 
 @checker
@@ -230,8 +247,9 @@ def gradient_descent_step(fn) -> CheckResult:
     for shape, rate in [((4,), 0.01), ((3, 3), 2.0)]:
         p, g = rng.normal(size=shape), rng.normal(size=shape)
         cases.append(Case((p, g, rate), p - rate * g, f"hidden arrays of shape {shape} with rate {rate}"))
-    return run_checks("gradient_descent_step", fn, cases,
-                      hint="step *against* the gradient: params - learning_rate * grad, returned as a new array.")
+    return run_checks("gradient_descent_step", fn, cases, hint=[
+        "the gradient points uphill. Which way should the parameters move, and how far?",
+        "step *against* the gradient: params - learning_rate * grad, returned as a new array."])
 
 
 # ---------------------------------------------------------------------------
@@ -254,8 +272,9 @@ def mul_backward(fn) -> CheckResult:
     for _ in range(3):
         a, b, g = (float(v) for v in rng.normal(size=3) * 5)
         cases.append(Case((a, b, g), (b * g, a * g), f"hidden numbers a = {a:.3f}, b = {b:.3f}, grad_out = {g:.3f}", _pair))
-    return run_checks("mul_backward", fn, cases, hint="d(a*b)/da = b and d(a*b)/db = a; multiply each by "
-                                                      "grad_out (the chain rule) and return both.")
+    return run_checks("mul_backward", fn, cases, hint=[
+        "what does the output a*b change by when a changes by a little? And when b does?",
+        "d(a*b)/da = b and d(a*b)/db = a; multiply each by grad_out (the chain rule) and return both."])
 
 
 @checker
@@ -268,8 +287,11 @@ def tanh_backward(fn) -> CheckResult:
         out, g = float(np.tanh(rng.normal() * 2)), float(rng.normal() * 3)
         cases.append(Case((out, g), (1 - out ** 2) * g, f"hidden numbers out = {out:.3f}, grad_out = {g:.3f}",
                           compare_scalar))
-    return run_checks("tanh_backward", fn, cases, hint="the derivative of tanh is 1 - tanh(x)**2, and you are "
-                                                       "given out = tanh(x): (1 - out**2) * grad_out.")
+    return run_checks("tanh_backward", fn, cases, hint=[
+        "you need the derivative of tanh, and you are given tanh's output, not its input: can the "
+        "derivative be written with the output?",
+        "the derivative of tanh is 1 - tanh(x)**2, and you are given out = tanh(x): (1 - out**2) * "
+        "grad_out."])
 
 
 # ---------------------------------------------------------------------------
@@ -289,8 +311,10 @@ def accuracy(fn) -> CheckResult:
         logits, labels = torch.randn(n, generator=gen) * 3, (torch.rand(n, generator=gen) > 0.5).float()
         cases.append(Case((logits, labels), float(((logits > 0).float() == labels).float().mean()),
                           f"hidden tensors of {n} examples", compare_scalar))
-    return run_checks("accuracy", fn, cases, hint="a logit above 0 means class 1; compare (logits > 0) with the "
-                                                  "labels and take the mean of the matches as a float.")
+    return run_checks("accuracy", fn, cases, hint=[
+        "a logit is a score before the sigmoid: which logits mean 'class 1'?",
+        "a logit above 0 means class 1; compare (logits > 0) with the labels and take the mean of the"
+        " matches as a float."])
 
 
 def _batches_compare(got, expected):
@@ -326,8 +350,10 @@ def make_batches(fn) -> CheckResult:
              Case((6, 3), reference(6, 3), "n = 6, batch_size = 3 (no short batch)", _batches_compare),
              Case((3, 8), reference(3, 8), "a batch size larger than n", _batches_compare),
              Case((1001, 64), reference(1001, 64), "hidden n = 1001, batch_size = 64", _batches_compare)]
-    return run_checks("make_batches", fn, cases, hint="start a batch every batch_size indices: "
-                                                      "range(0, n, batch_size); the last batch may be shorter.")
+    return run_checks("make_batches", fn, cases, hint=[
+        "a batch is a slice of the index array; where does each slice start, and what about the end?",
+        "start a batch every batch_size indices: range(0, n, batch_size); the last batch may be "
+        "shorter."])
 
 
 @checker
@@ -344,9 +370,13 @@ def bce_with_logits(fn) -> CheckResult:
                  "huge logits [100, -100, 50, -80]")]
     cases = [Case((z, t), F.binary_cross_entropy_with_logits(z.double(), t.double()).item(), label,
                   lambda g, e: compare_scalar(g, e, atol=1e-5, rtol=1e-5)) for z, t, label in examples]
-    return run_checks("bce_with_logits", fn, cases,
-                      hint="per example: max(z, 0) - z*y + log(1 + exp(-|z|)) never overflows; then the mean. "
-                           "Taking log(sigmoid(z)) directly fails for huge logits.")
+    return run_checks("bce_with_logits", fn, cases, hint=[
+        "write the loss of one example with p = sigmoid(z) first; then look for the form that never "
+        "takes log(0) or exp of a huge number.",
+        "log(sigmoid(z)) = -log(1 + exp(-z)); rewrite both the y = 1 and y = 0 parts with |z| so exp "
+        "never sees a large positive number.",
+        "per example: max(z, 0) - z*y + log(1 + exp(-|z|)) never overflows; then the mean. Taking "
+        "log(sigmoid(z)) directly fails for huge logits."])
 
 
 # ---------------------------------------------------------------------------

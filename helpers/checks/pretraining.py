@@ -40,10 +40,14 @@ def warmup_cosine(fn) -> CheckResult:
                       "measured the cosine's progress from step 0; it starts after the warm-up")]
             cases.append(Case(args, np.asarray(_schedule(*args)), f"{label} at step {step}",
                               compare_naming_slips(slips, atol=1e-12, rtol=1e-6)))
-    return run_checks("warmup_cosine", fn, cases,
-                      hint="if step < warmup_steps: return lr * (step + 1) / warmup_steps; otherwise progress = "
-                           "(step - warmup_steps) / (steps - 1 - warmup_steps), and the rate is "
-                           "min_lr + 0.5 * (1 + cos(pi * progress)) * (lr - min_lr).")
+    return run_checks("warmup_cosine", fn, cases, hint=[
+        "two phases: a straight ramp up for warmup_steps, then half a cosine wave from lr down to "
+        "min_lr at the last step.",
+        "in the ramp, step 0 already gets lr / warmup_steps; in the cosine part, progress goes from 0"
+        " at the end of warm-up to 1 at the last step.",
+        "if step < warmup_steps: return lr * (step + 1) / warmup_steps; otherwise progress = (step - "
+        "warmup_steps) / (steps - 1 - warmup_steps), and the rate is min_lr + 0.5 * (1 + cos(pi * "
+        "progress)) * (lr - min_lr)."])
 
 
 def _clip_reference(grads, max_norm, per_array=False, always=False, l1=False):
@@ -90,9 +94,12 @@ def clip_by_global_norm(fn) -> CheckResult:
                  (_clip_reference(grads, max_norm, l1=True), "added up the arrays' norms; the global norm is the "
                                                              "square root of the sum of all squares")]
         cases.append(Case((grads, max_norm), _clip_reference(grads, max_norm), label, _compare_gradient_lists(slips)))
-    return run_checks("clip_by_global_norm", fn, cases,
-                      hint="total = np.sqrt(sum((g ** 2).sum() for g in grads)); scale = min(1, max_norm / "
-                           "(total + 1e-6)); return [g * scale for g in grads] (new arrays, inputs unchanged).")
+    return run_checks("clip_by_global_norm", fn, cases, hint=[
+        "'global' means one norm for all the gradients together, as if they were one long vector; "
+        "every gradient is scaled by the same factor.",
+        "only shrink: when the total norm is below max_norm the factor is 1.",
+        "total = np.sqrt(sum((g ** 2).sum() for g in grads)); scale = min(1, max_norm / (total + "
+        "1e-6)); return [g * scale for g in grads] (new arrays, inputs unchanged)."])
 
 
 # ---------------------------------------------------------------------------
@@ -136,9 +143,10 @@ def fit_power_law(fn) -> CheckResult:
                  (np.array([np.log(_power_law_reference(x, y)[0]), _power_law_reference(x, y)[1]]),
                   "returned log a; a is the exponential of the intercept")]
         cases.append(Case((x, y), _power_law_reference(x, y), label, compare_naming_slips(slips, atol=1e-6, rtol=1e-4)))
-    return run_checks("fit_power_law", fn, cases,
-                      hint="b, log_a = np.polyfit(np.log(x), np.log(y), 1) fits log y = log_a + b log x; "
-                           "return (np.exp(log_a), b).")
+    return run_checks("fit_power_law", fn, cases, hint=[
+        "a power law y = a x^b is a straight line on log-log axes: fit a line to (log x, log y).",
+        "b, log_a = np.polyfit(np.log(x), np.log(y), 1) fits log y = log_a + b log x; return "
+        "(np.exp(log_a), b)."])
 
 
 def _normalised(document: str) -> str:
@@ -194,9 +202,13 @@ def deduplicate(fn) -> CheckResult:
                                                                     "documents unchanged")]
         compare = compare_list(slips, "documents", "documents", near_miss=_out_of_order)
         cases.append(Case((documents,), _dedup_reference(documents), label, compare))
-    return run_checks("deduplicate", fn, cases,
-                      hint="keep a set of keys seen so far; for each document, key = ' '.join(doc.lower().split()); "
-                           "if the key is new, add it to the set and append the original document.")
+    return run_checks("deduplicate", fn, cases, hint=[
+        "two documents count as the same when they differ only in case and whitespace: make a key "
+        "that forgets both.",
+        "keep the first of each key, in the original order, and return the original text, not the "
+        "key.",
+        "keep a set of keys seen so far; for each document, key = ' '.join(doc.lower().split()); if "
+        "the key is new, add it to the set and append the original document."])
 
 
 # ---------------------------------------------------------------------------

@@ -67,8 +67,10 @@ def pair_counts(fn) -> CheckResult:
     big = [int(v) for v in rng.integers(0, 20, size=3000)]
     examples.append((big, "a hidden list of 3000 ids"))
     cases = [Case((ids,), ref(ids), label, _compare_counts) for ids, label in examples]
-    return run_checks("pair_counts", fn, cases, hint="walk over zip(ids, ids[1:]) and count each pair; "
-                                                     "[5, 5, 5] has the pair (5, 5) twice.")
+    return run_checks("pair_counts", fn, cases, hint=[
+        "look at every two neighbouring ids, left to right; a dictionary (or collections.Counter) "
+        "counts them.",
+        "walk over zip(ids, ids[1:]) and count each pair; [5, 5, 5] has the pair (5, 5) twice."])
 
 
 def _compare_ids(got, expected):
@@ -95,8 +97,11 @@ def merge(fn) -> CheckResult:
     examples.append((big, (1, 1), 300, "a hidden list of 2000 ids"))
     cases = [Case((ids, pair, new), tokenizers.merge(ids, pair, new), label, _compare_ids)
              for ids, pair, new, label in examples]
-    return run_checks("merge", fn, cases, hint="walk with an index i: if ids[i], ids[i + 1] is the pair, "
-                                               "append new_id and jump by 2, else append ids[i] and step by 1.")
+    return run_checks("merge", fn, cases, hint=[
+        "walk through the list once; at each position, decide: is this the pair (then one new id) or "
+        "not (then the id itself)?",
+        "walk with an index i: if ids[i], ids[i + 1] is the pair, append new_id and jump by 2, else "
+        "append ids[i] and step by 1."])
 
 
 # ---------------------------------------------------------------------------
@@ -121,9 +126,13 @@ def softmax_with_temperature(fn) -> CheckResult:
                 (rng.normal(size=(4, 6)) * 3, 0.7, "a hidden batch of shape (4, 6): softmax along the last axis"),
                 (np.array([1000.0, 999.0, -1000.0]), 1.0, "huge logits [1000, 999, -1000]")]
     cases = [Case((z, t), _softmax_reference(z, t), label) for z, t, label in examples]
-    return run_checks("softmax_with_temperature", fn, cases,
-                      hint="divide the logits by the temperature, subtract the largest (along the last axis, "
-                           "keepdims=True) so exp never overflows, exponentiate, divide by the sum.")
+    return run_checks("softmax_with_temperature", fn, cases, hint=[
+        "temperature divides the logits before anything else; then it is an ordinary softmax along "
+        "the last axis.",
+        "an ordinary softmax that never overflows subtracts the largest logit first; keep the axes "
+        "with keepdims=True.",
+        "divide the logits by the temperature, subtract the largest (along the last axis, "
+        "keepdims=True) so exp never overflows, exponentiate, divide by the sum."])
 
 
 @checker
@@ -135,8 +144,10 @@ def perplexity(fn) -> CheckResult:
              Case((0.0,), 1.0, "a loss of 0 (a perfect model)", compare_scalar),
              Case((2.4724,), float(np.exp(2.4724)), "a hidden loss of 2.4724", compare_scalar),
              Case((torch.tensor(1.5),), float(np.exp(1.5)), "a loss given as a PyTorch tensor", compare_scalar)]
-    return run_checks("perplexity", fn, cases, hint="perplexity = e to the power of the loss in nats: "
-                                                    "math.exp(float(loss)) or np.exp(loss).")
+    return run_checks("perplexity", fn, cases, hint=[
+        "perplexity undoes the logarithm in the loss: which function is the inverse of the natural "
+        "log?",
+        "perplexity = e to the power of the loss in nats: math.exp(float(loss)) or np.exp(loss)."])
 
 
 @checker
@@ -147,7 +158,10 @@ def mean_nll(fn) -> CheckResult:
     examples = [(np.array([0.5, 0.25]), "the example p = [0.5, 0.25]"), (np.array([1.0]), "a certain prediction p = [1]"),
                 (rng.uniform(0.01, 1, size=1000), "hidden probabilities of 1000 tokens")]
     cases = [Case((p,), float(-np.mean(np.log(p))), label, compare_scalar) for p, label in examples]
-    return run_checks("mean_nll", fn, cases, hint="take -np.log of each probability (natural log), then the mean.")
+    return run_checks("mean_nll", fn, cases, hint=[
+        "the loss of one prediction is minus the log of the probability given to the right answer; "
+        "the loss of many is their average.",
+        "take -np.log of each probability (natural log), then the mean."])
 
 
 # ---------------------------------------------------------------------------

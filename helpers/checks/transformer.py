@@ -43,9 +43,13 @@ def attention_weights(fn) -> CheckResult:
         slips = [slip for i, slip in enumerate(slips) if (i < 2 and d > 1) or (i == 2 and Q.shape[0] > 1)]
         cases.append(Case((Q, K), _attention_weights_reference(Q, K), label,
                           compare_naming_slips(slips, atol=float32_room(_score_sizes(Q, K)))))
-    return run_checks("attention_weights", fn, cases,
-                      hint="scores = Q @ K.T / np.sqrt(d) has shape (n, T); subtract each row's largest score "
-                           "(axis=-1, keepdims=True), exponentiate, divide by each row's sum.")
+    return run_checks("attention_weights", fn, cases, hint=[
+        "each query compares itself with every key (a dot product), scaled by the square root of the "
+        "size; then each row becomes probabilities.",
+        "compute all the scores at once with one matrix product; the softmax goes along each row "
+        "(axis=-1).",
+        "scores = Q @ K.T / np.sqrt(d) has shape (n, T); subtract each row's largest score (axis=-1, "
+        "keepdims=True), exponentiate, divide by each row's sum."])
 
 
 def _causal_mask_slips(T):
@@ -64,8 +68,11 @@ def causal_mask(fn) -> CheckResult:
     """Checker for notebook 07: ``fn(T)`` is a ``(T, T)`` boolean array, ``True`` where column ``j <= `` row ``i``."""
     cases = [Case((T,), np.tril(np.ones((T, T), dtype=bool)), label, compare_mask(_causal_mask_slips(T), _slip_or_mask))
              for T, label in [(3, "the example T = 3"), (4, "T = 4"), (1, "T = 1"), (64, "a hidden T = 64")]]
-    return run_checks("causal_mask", fn, cases, hint="row i is the query's position, column j the key's: allowed "
-                                                     "when j <= i. np.tril(np.ones((T, T), dtype=bool)) does it.")
+    return run_checks("causal_mask", fn, cases, hint=[
+        "a query at position i may look at keys at positions up to and including i; which triangle of"
+        " the T x T matrix is that?",
+        "row i is the query's position, column j the key's: allowed when j <= i. np.tril(np.ones((T, "
+        "T), dtype=bool)) does it."])
 
 
 def _masked_attention_reference(Q, K, V, mask):
@@ -113,9 +120,11 @@ def masked_attention(fn) -> CheckResult:
         room = float32_room((_score_sizes(Q, K) + 1) * np.abs(V).max())  # weights' rounding, times the values
         cases.append(Case((Q, K, V, mask), _masked_attention_reference(Q, K, V, mask), label,
                           compare_naming_slips([s for s in slips if Q.shape[0] > 1], atol=room)))
-    return run_checks("masked_attention", fn, cases,
-                      hint="scores = Q @ K.T / np.sqrt(d); scores = np.where(mask, scores, -np.inf); softmax each "
-                           "row (subtract its max first); return weights @ V, shape (T, d_v).")
+    return run_checks("masked_attention", fn, cases, hint=[
+        "the mask must act on the scores before the softmax, so forbidden keys get zero weight.",
+        "a forbidden score set to -inf becomes exp(-inf) = 0 in the softmax; then weight the values.",
+        "scores = Q @ K.T / np.sqrt(d); scores = np.where(mask, scores, -np.inf); softmax each row "
+        "(subtract its max first); return weights @ V, shape (T, d_v)."])
 
 
 # ---------------------------------------------------------------------------
@@ -153,9 +162,13 @@ def layer_norm(fn) -> CheckResult:
         slips = [(np.nan_to_num(w), words) for w, words in slips if np.isfinite(w).all()]
         cases.append(Case((x, gamma, beta), _layer_norm_reference(x, gamma, beta), label,
                           compare_naming_slips(slips, atol=1e-5, rtol=1e-4)))
-    return run_checks("layer_norm", fn, cases,
-                      hint="mean and variance over the last axis (axis=-1, keepdims=True; np.var divides by C); "
-                           "(x - mean) / np.sqrt(var + eps) * gamma + beta.")
+    return run_checks("layer_norm", fn, cases, hint=[
+        "each token's vector is normalised on its own: the statistics are taken over its C features, "
+        "not over the batch.",
+        "mean and variance along the last axis, keeping the axis; then scale by gamma and shift by "
+        "beta.",
+        "mean and variance over the last axis (axis=-1, keepdims=True; np.var divides by C); (x - "
+        "mean) / np.sqrt(var + eps) * gamma + beta."])
 
 
 def _count_slips(V, T, L, C):
@@ -194,9 +207,13 @@ def gpt_parameter_count(fn) -> CheckResult:
     cases = [Case(args, gpt.count_parameters(gpt.GPTConfig(vocab_size=args[0], block_size=args[1], n_layer=args[2],
                                                            n_head=1, n_embd=args[3])), label, _compare_count(*args))
              for args, label in examples]
-    return run_checks("gpt_parameter_count", fn, cases,
-                      hint="add up: token embedding V*C (the head shares it) + positions T*C + per block "
-                           "[attention 4*(C*C + C), MLP C*4C + 4C + 4C*C + C, two layer norms 2*2C] + final layer norm 2C.")
+    return run_checks("gpt_parameter_count", fn, cases, hint=[
+        "count the parameters of each part separately (embeddings, one block, the final layer norm) "
+        "and remember the head shares the token embedding.",
+        "one block has attention (four C x C matrices with biases), an MLP (C to 4C and back, with "
+        "biases) and two layer norms (gamma and beta each).",
+        "add up: token embedding V*C (the head shares it) + positions T*C + per block [attention "
+        "4*(C*C + C), MLP C*4C + 4C + 4C*C + C, two layer norms 2*2C] + final layer norm 2C."])
 
 
 # ---------------------------------------------------------------------------
