@@ -795,3 +795,30 @@ def test_a_one_sentence_hint_is_one_tier(fresh_hints):
     cases = [checks.Case((1.0,), 2.0, "one number")]
     said = [checks.run_checks("tiered_demo", lambda x: x, cases, hint="double it").message for _ in range(2)]
     assert said[0].endswith("Hint: double it") and said[1].endswith("Hint: double it")
+
+
+# --- predict-then-run ----------------------------------------------------------
+
+def test_a_prediction_is_judged_and_explained_either_way():
+    why = "The mask is applied before the softmax."
+    right = checks.check_prediction("demo_predict", lambda: " B", "b", why, choices=["a", "b"])
+    wrong = checks.check_prediction("demo_predict", lambda: "a", "b", why, choices=["a", "b"])
+    assert right.passed and why in right.message
+    assert not wrong.passed and "said 'a'; the answer is 'b'" in wrong.message and why in wrong.message
+
+
+def test_a_prediction_outside_the_choices_or_not_a_number_is_named():
+    odd = checks.check_prediction("demo_predict", lambda: "maybe", "b", "why", choices=["a", "b"])
+    assert "must be one of 'a', 'b'" in odd.message
+    assert "single number" in checks.check_prediction("demo_predict", lambda: [1, 2], 3.0, "why").message
+    assert "not implemented yet" in checks.check_prediction("demo_predict", _raises_not_implemented, 3.0, "why").message
+
+
+def _raises_not_implemented():
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("said, passed", [(3.0, True), (3.29, True), (np.float32(2.8), True), (torch.tensor(3.1), True),
+                                          (3.4, False), (0, False)])
+def test_a_number_prediction_passes_within_its_tolerance_in_any_type(said, passed):
+    assert checks.check_prediction("demo_predict", lambda: said, 3.0, "why", rel=0.1).passed is passed

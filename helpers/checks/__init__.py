@@ -51,7 +51,7 @@ time a checker runs: ``checks.timing.TIME_LIMIT = 5`` gives a slow computer more
 # the engine (every notebook)
 from helpers.checks import timing
 from helpers.checks.compare import as_array, compare_arrays, compare_scalar, named_slip
-from helpers.checks.engine import CHECKERS, Case, CheckResult, checker, hint, run_checks
+from helpers.checks.engine import CHECKERS, Case, CheckResult, check_prediction, checker, hint, run_checks
 
 # part 1: networks (notebooks 00-04)
 from helpers.checks.networks import (accuracy, bce_with_logits, dense_layer, dot, gradient_descent_step, make_batches,

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from helpers.checks import timing
-from helpers.checks.compare import compare_arrays, short
+from helpers.checks.compare import compare_arrays, compare_scalar, short
 
 WIDTH = 90  # characters: a printed verdict is wrapped on spaces at this width (JupyterLab breaks words)
 
@@ -166,12 +166,14 @@ def hint(name: str) -> CheckResult:
     return _say(name, False, f"  Hint: {text}")
 
 
-def run_checks(name: str, fn, cases: list[Case], hint, time_limit: float | None = None) -> CheckResult:
+def run_checks(name: str, fn, cases: list[Case], hint, time_limit: float | None = None,
+               success: str | None = None) -> CheckResult:
     """Run ``fn`` on every case; print and return the verdict. Never hangs, and never raises
     (but for ``KeyboardInterrupt``: interrupting the kernel stops the checker too).
 
     ``hint`` is one string, or tiers from a nudge to the answer: the first failed run shows the
-    first tier, each later failed run (or ``checks.hint(name)``) the next one.
+    first tier, each later failed run (or ``checks.hint(name)``) the next one. ``success`` is what
+    a pass says (by default, how many checks passed).
     Each case may take ``time_limit`` seconds (``timing.TIME_LIMIT`` when not given, read now,
     so that it can be changed at any time), and all the cases together ``TOTAL_TIME_FACTOR``
     times that.
@@ -196,7 +198,31 @@ def run_checks(name: str, fn, cases: list[Case], hint, time_limit: float | None 
                                      "with your code, then run this again.")
         if problem:
             return verdict(False, problem)
-    return verdict(True, f"all {len(cases)} checks passed.")
+    return verdict(True, success or f"all {len(cases)} checks passed.")
+
+
+def check_prediction(name: str, fn, answer, why: str, choices=None, rel: float = 0.1, hint=()) -> CheckResult:
+    """The checker of a *predict-then-run* question. ``fn()`` returns the learner's prediction,
+    written before running the cell that shows the answer: one of ``choices`` (text, compared
+    without case or surrounding spaces) or, without ``choices``, a number within ``rel`` (a
+    fraction) of ``answer``. Right or wrong, the verdict says ``why`` (the explanation is the point)."""
+
+    def compare(got, expected):
+        if choices is not None:
+            options = {str(option).strip().lower(): option for option in choices}
+            said = got.strip().lower() if isinstance(got, str) else None
+            if said not in options:
+                return f"returned {short(got)}, but the prediction must be one of " + ", ".join(map(repr, choices))
+            return None if said == str(expected).strip().lower() else f"said {got.strip()!r}; the answer is {expected!r}. {why}"
+        problem = compare_scalar(got, expected, atol=0.0, rtol=rel)
+        if problem is None:
+            return None
+        if problem.startswith("returned") and "single number" in problem:
+            return problem
+        return f"said {short(got)}; the answer is {short(expected)}. {why}"
+
+    return run_checks(name, fn, [Case((), answer, "the question", compare)], hint,
+                      success=f"right, {short(answer)}. {why}")
 
 
 def _check_case(fn, case: Case, clock: timing.Clock, n_cases: int):
