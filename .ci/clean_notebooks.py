@@ -1,12 +1,15 @@
 """Strip noise from notebooks while keeping the outputs nbval compares.
 
 Removes widget state and per-cell execution timing metadata; keeps outputs and
-execution counts. Usage: python .ci/clean_notebooks.py notebooks/*.ipynb
+execution counts; gives exercise and checker cells nbgrader's metadata (helpers.student).
+Usage: python .ci/clean_notebooks.py notebooks/*.ipynb
 """
 
 import sys
 
 import nbformat
+
+from helpers.student import nbgrader_metadata
 
 NOISY_CELL_KEYS = ("execution", "collapsed", "scrolled", "jupyter")
 
@@ -23,6 +26,7 @@ def clean(path: str) -> bool:
     for cell in nb.cells:
         for key in NOISY_CELL_KEYS:
             cell.metadata.pop(key, None)
+    nbgrader_metadata(nb)
     after = nbformat.writes(nb)
     if after != before:
         nbformat.write(nb, path)

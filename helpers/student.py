@@ -15,6 +15,7 @@ Usage (from anywhere)::
 """
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -46,6 +47,38 @@ def strip_solution(source: str) -> str:
     if inside:
         raise ValueError(f"{BEGIN!r} without {END!r} in:\n{source}")
     return "\n".join(out)
+
+
+def _graded_name(source: str, fallback: str) -> str:
+    """The name an exercise is known by: the first function its cell defines (else ``fallback``)."""
+    match = re.search(r"^\s*def (\w+)", source, re.M)
+    return match.group(1) if match else fallback
+
+
+def nbgrader_metadata(nb):
+    """Give notebook ``nb`` nbgrader's cell metadata, in place, and return it: every exercise
+    (a cell with ``### BEGIN SOLUTION``) becomes an autograded *answer* cell and the checker
+    call after it a locked *test* cell worth one point (the checkers raise under nbgrader's
+    autograde, so a failed check scores 0). Every other cell loses any stale nbgrader metadata.
+    ``.ci/clean_notebooks.py`` applies it, so the metadata always follows the exercises."""
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    seen = set()
+    for i, cell in enumerate(code):
+        if BEGIN not in cell.source:
+            continue
+        name = _graded_name(cell.source, f"exercise_{i}")
+        while name in seen:
+            name += "_"
+        seen.add(name)
+        cell.metadata["nbgrader"] = {"grade": False, "grade_id": name, "locked": False,
+                                     "schema_version": 3, "solution": True, "task": False}
+        test = cell if "checks." in cell.source.split(END)[-1] else (code[i + 1] if i + 1 < len(code) else None)
+        if test is not None and test is not cell and "checks." in test.source:
+            test.metadata["nbgrader"] = {"grade": True, "grade_id": f"check_{name}", "locked": True,
+                                         "points": 1, "schema_version": 3, "solution": False, "task": False}
+    return nb
 
 
 def student_notebook(nb):

@@ -822,3 +822,24 @@ def _raises_not_implemented():
                                           (3.4, False), (0, False)])
 def test_a_number_prediction_passes_within_its_tolerance_in_any_type(said, passed):
     assert checks.check_prediction("demo_predict", lambda: said, 3.0, "why", rel=0.1).passed is passed
+
+
+# --- under nbgrader's autograde --------------------------------------------------
+
+def test_under_nbgrader_a_failed_check_raises_after_printing_and_a_pass_does_not(monkeypatch, capsys):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert checks.dot(lambda w, x: float(np.sum(w * x))).passed
+    with pytest.raises(checks.engine.CheckFailed, match="dot: on the example"):
+        checks.dot(lambda w, x: w * x)
+    assert "✗ dot" in capsys.readouterr().out
+
+    def stub(w, x):
+        raise NotImplementedError()
+    with pytest.raises(checks.engine.CheckFailed, match="not implemented yet"):
+        checks.dot(stub)
+    assert not checks.hint("dot").passed            # asking for a hint is not a failed check
+
+
+def test_outside_nbgrader_a_failed_check_only_prints(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert not checks.dot(lambda w, x: w * x).passed

@@ -9,6 +9,7 @@ Every checker is registered with :func:`checker`, so that tests can try them all
 
 import copy
 import difflib
+import os
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -104,10 +105,18 @@ def wrap(message: str, width: int = WIDTH) -> str:
     return "\n".join(lines)
 
 
-def _say(name: str, passed: bool, message: str) -> CheckResult:
-    """Print ``message`` (wrapped) and return it as the verdict of checker ``name``."""
+class CheckFailed(AssertionError):
+    """Raised by a failed check only while nbgrader grades a notebook (its autograde or validate
+    sets ``NBGRADER_EXECUTION``): an error in a test cell is how nbgrader scores it 0."""
+
+
+def _say(name: str, passed: bool, message: str, grading: bool = False) -> CheckResult:
+    """Print ``message`` (wrapped) and return it as the verdict of checker ``name``. A failed
+    verdict (``grading=True``) raises :class:`CheckFailed` under nbgrader, after printing."""
     result = CheckResult(name, passed, message)
     print(result.printed)
+    if grading and not passed and os.environ.get("NBGRADER_EXECUTION"):
+        raise CheckFailed(result.message)
     return result
 
 
@@ -185,7 +194,7 @@ def run_checks(name: str, fn, cases: list[Case], hint, time_limit: float | None 
         message = f"{'✓' if passed else '✗'} {name}: {text}"
         if not passed and _HINTS[name]:
             message += f"\n  Hint: {_next_hint(name)}"
-        return _say(name, passed, message)
+        return _say(name, passed, message, grading=True)
 
     if fn is None or not callable(fn):
         return verdict(False, f"expected a function, but got {short(fn)}. Pass the function itself, "
@@ -195,7 +204,7 @@ def run_checks(name: str, fn, cases: list[Case], hint, time_limit: float | None 
         problem = _check_case(fn, case, clock, len(cases))
         if problem is _NOT_IMPLEMENTED:
             return _say(name, False, f"… {name}: not implemented yet. Replace `raise NotImplementedError()` "
-                                     "with your code, then run this again.")
+                                     "with your code, then run this again.", grading=True)
         if problem:
             return verdict(False, problem)
     return verdict(True, success or f"all {len(cases)} checks passed.")
