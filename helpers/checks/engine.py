@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from helpers.checks import timing
-from helpers.checks.compare import compare_arrays, compare_scalar, short
+from helpers.checks.compare import as_array, compare_arrays, compare_scalar, short
 
 WIDTH = 90  # characters: a printed verdict is wrapped on spaces at this width (JupyterLab breaks words)
 
@@ -217,17 +217,24 @@ def check_prediction(name: str, fn, answer, why: str, choices=None, rel: float =
     fraction) of ``answer``. Right or wrong, the verdict says ``why`` (the explanation is the point)."""
 
     def compare(got, expected):
+        if got is None:
+            return "returned None: did you forget the `return` statement?"
         if choices is not None:
             options = {str(option).strip().lower(): option for option in choices}
             said = got.strip().lower() if isinstance(got, str) else None
             if said not in options:
                 return f"returned {short(got)}, but the prediction must be one of " + ", ".join(map(repr, choices))
             return None if said == str(expected).strip().lower() else f"said {got.strip()!r}; the answer is {expected!r}. {why}"
-        problem = compare_scalar(got, expected, atol=0.0, rtol=rel)
-        if problem is None:
+        try:
+            value = as_array(got)
+        except TypeError as exc:
+            return str(exc)
+        if value.size != 1:
+            return f"returned {short(got)}, but a single number was expected"
+        if not np.isfinite(value).all():
+            return f"returned {short(got)}: NaN or infinity is not a prediction"
+        if compare_scalar(got, expected, atol=0.0, rtol=rel) is None:
             return None
-        if problem.startswith("returned") and "single number" in problem:
-            return problem
         return f"said {short(got)}; the answer is {short(expected)}. {why}"
 
     return run_checks(name, fn, [Case((), answer, "the question", compare)], hint,
