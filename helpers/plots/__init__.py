@@ -25,12 +25,14 @@ from helpers.plots.common import (CLASS_COLORS, DPI, FIGSIZE, LiveLoss, attentio
 
 # part 1: networks (notebooks 00-04)
 from helpers.autograd import neuron_expression                 # not a figure: notebook 03 reaches it here
-from helpers.plots.networks import (draw_graph, make_activations, make_backward_step, make_first_slider,
+from helpers.plots.networks import (BACKWARD_EXAMPLES, draw_graph, learning_rate_sweep, make_activations,
+                                    make_backward_step, make_first_slider, make_gradient_costs, make_hidden_space,
                                     make_learning_rate_comparison, make_loss_landscape, make_network_diagram,
-                                    make_neuron_boundary, make_training_explorer)
+                                    make_neuron_boundary, make_training_explorer, scatter_held_out)
 
 # part 2: text (notebooks 05-06)
-from helpers.plots.text import TOKEN_COLORS, make_bigram_table, make_sampling_explorer, make_token_colours
+from helpers.plots.text import (TOKEN_COLORS, make_bigram_table, make_embedding_map, make_sampling_explorer,
+                                make_token_colours)
 
 # part 3: the transformer (notebooks 07-08)
 from helpers.plots.transformer import make_attention_explorer, make_attention_heads, make_size_explorer, model_size
