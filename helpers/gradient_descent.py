@@ -69,14 +69,14 @@ def gradient_descent(loss_fn, grad_fn, start, learning_rate: float, steps: int, 
     """Repeat ``params -= learning_rate * grad_fn(params)`` for ``steps`` steps.
 
     Returns a dict with ``path`` (``(k+1, d)`` array of parameters visited), ``losses``
-    (``(k+1,)``), ``status`` and ``message`` (one sentence saying how it went). ``status`` is
-    ``"converging"``, or ``"diverged"`` when the loss becomes infinite or NaN or grows beyond
-    ``blow_up`` times its starting value (the run stops there), or ends higher than it started.
-    Never raises and never prints NumPy overflow warnings.
+    (``(k+1,)``), ``status``, ``settled`` and ``message`` (one sentence saying how it went, see
+    :func:`verdict`). ``status`` is ``"diverged"`` when the loss becomes infinite or NaN or grows
+    beyond ``blow_up`` times its starting value (the run stops there), ends higher than it
+    started, or is rising again at the end (the slow divergence just above the critical rate);
+    otherwise ``"converging"``. Never raises and never prints NumPy overflow warnings.
     """
     params = np.array(start, dtype=float)
     path, losses = [params.copy()], [loss_fn(params)]
-    status = "converging"
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(steps):
             params = params - learning_rate * grad_fn(params)
@@ -84,15 +84,46 @@ def gradient_descent(loss_fn, grad_fn, start, learning_rate: float, steps: int, 
             path.append(params.copy())
             losses.append(loss)
             if not np.isfinite(loss) or loss > blow_up * max(losses[0], 1e-12):
-                status = "diverged"
                 break
-    if not losses[-1] <= losses[0]:  # also catches NaN
-        status = "diverged"
-    taken, last = len(losses) - 1, losses[-1]
-    if status == "diverged":
+    status, settled, message = verdict(losses, blow_up)
+    return {"path": np.array(path), "losses": np.array(losses), "status": status, "settled": settled,
+            "message": message}
+
+
+RISING = 1e-9     # a last step that raises the loss by more than this fraction: rising again
+SETTLED = 1e-3    # settled when the fall still to come (extrapolated) is below this fraction of the loss
+SLOW = 0.01       # "slowly" when the last step lowered the loss by less than this fraction
+
+
+def verdict(losses, blow_up: float = 1e6):
+    """``(status, settled, message)`` for a run's losses (the first is the starting loss).
+
+    Honest about the cases in between: "Converged ... has settled" only when the fall still to
+    come, extrapolated from the last two falls shrinking geometrically, is below ``SETTLED`` of
+    the loss; "Converging, slowly" when the last step lowered it by less than ``SLOW``; and
+    "Diverging, slowly" when the loss is below its start but rising again at the end.
+    """
+    losses = [float(v) for v in losses]
+    first, last, taken = losses[0], losses[-1], len(losses) - 1
+    s = "s" if taken != 1 else ""
+    exploded = not np.isfinite(last) or last > blow_up * max(first, 1e-12)
+    if exploded or not last <= first:  # also catches NaN
         grown = f"{last:.3g}" if np.isfinite(last) else "infinity"
-        message = (f"Diverged: the loss grew from {losses[0]:.3g} to {grown} after {taken} "
-                   f"step{'s' if taken != 1 else ''}")
-    else:
-        message = f"Converging: the loss fell from {losses[0]:.3g} to {last:.3g} in {taken} steps"
-    return {"path": np.array(path), "losses": np.array(losses), "status": status, "message": message}
+        return "diverged", False, f"Diverged: the loss grew from {first:.3g} to {grown} after {taken} step{s}"
+    if taken >= 1 and last > losses[-2] * (1 + RISING):
+        low = int(np.argmin(losses))
+        return "diverged", False, (f"Diverging, slowly: the loss fell from {first:.3g} to {losses[low]:.3g} "
+                                   f"at step {low}, then rose again, to {last:.3g} at step {taken}")
+    if taken < 2:
+        return "converging", False, f"Converging: the loss fell from {first:.3g} to {last:.3g} in {taken} step{s}"
+    drop, before = losses[-2] - last, losses[-3] - losses[-2]
+    ratio = drop / before if before > 0 else 0.0
+    still_to_come = drop * ratio / (1 - ratio) if ratio < 1 else np.inf
+    if drop <= 0 or still_to_come <= SETTLED * last:
+        return "converging", True, (f"Converged: the loss fell from {first:.3g} to {last:.3g} in {taken} steps "
+                                    f"and has settled")
+    if drop < SLOW * last:
+        return "converging", False, (f"Converging, slowly: the loss is still {last:.3g} after {taken} steps "
+                                     f"(from {first:.3g}), falling {100 * drop / last:.2g}% a step")
+    return "converging", False, (f"Converging: the loss fell from {first:.3g} to {last:.3g} in {taken} steps "
+                                 f"and is still falling")

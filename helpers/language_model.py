@@ -6,8 +6,33 @@ simplest useful one looks at one token of context: a **bigram** model, which is 
 """
 
 import functools
+import string
 
 import numpy as np
+
+# Notebook 06 reads its 2-D character embedding by these groups (every other character: "other").
+CHARACTER_GROUPS = {"lowercase vowels": "aeiou", "lowercase consonants": "bcdfghjklmnpqrstvwxyz",
+                    "uppercase letters": string.ascii_uppercase}
+
+
+def character_group(ch: str) -> str:
+    """The name of the :data:`CHARACTER_GROUPS` group that holds ``ch``, or ``"other"``."""
+    return next((name for name, members in CHARACTER_GROUPS.items() if ch in members), "other")
+
+
+def group_distances(embedding, chars) -> np.ndarray:
+    """Mean Euclidean distance between the vectors of two characters of group ``i`` and group ``j``
+    (rows ``embedding[k]`` for ``chars[k]``; two different characters when ``i == j``), for the
+    groups of :data:`CHARACTER_GROUPS` in order; shape ``(groups, groups)``."""
+    embedding = np.asarray(embedding, dtype=float)
+    index = [[k for k, ch in enumerate(chars) if ch in members] for members in CHARACTER_GROUPS.values()]
+    distance = np.linalg.norm(embedding[:, None] - embedding[None], axis=-1)
+    out = np.zeros((len(index), len(index)))
+    for i, a in enumerate(index):
+        for j, b in enumerate(index):
+            block = distance[np.ix_(a, b)]
+            out[i, j] = block[~np.eye(len(a), dtype=bool)].mean() if i == j else block.mean()
+    return out
 
 
 def bigram_counts(ids, vocab_size: int) -> np.ndarray:

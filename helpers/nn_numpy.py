@@ -46,3 +46,20 @@ def two_layer_forward(X, W1, b1, W2, b2, activation=relu):
 def count_parameters(layer_sizes) -> int:
     """Weights plus biases of a fully connected network with these layer sizes, e.g. ``[2, 3, 1] -> 13``."""
     return sum(d_in * d_out + d_out for d_in, d_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+
+
+def forward_layers(X, params, activation=relu):
+    """A forward pass through any number of layers, one after the other.
+
+    ``params`` lists ``(W, b)`` for each layer from input to output, ``W`` of shape
+    ``(d_in, d_out)``; every layer but the last applies ``activation``, the last a sigmoid.
+    Returns the list of every layer's output, ``[a_1, ..., a_L]``, each of shape ``(n, d_k)``;
+    the last one is the network's output. (Notebook 01's build exercise.)
+    """
+    outputs = []
+    a = np.asarray(X, dtype=float)
+    for k, (W, b) in enumerate(params):
+        z = dense(a, W, b)
+        a = sigmoid(z) if k == len(params) - 1 else activation(z)
+        outputs.append(a)
+    return outputs

@@ -6,8 +6,13 @@
   can be encoded, then learns merges: the most frequent adjacent pair of tokens becomes a new
   token, again and again, until the vocabulary has the size asked for.
 
-BPE here works on the raw bytes of the whole text, with no pre-splitting into words, so the
-algorithm is exactly the one notebook 05 writes from scratch (merges may cross spaces).
+:class:`BPETokenizer` works on the raw bytes of the whole text, with no pre-splitting into
+words, so the algorithm is exactly the one notebook 05 writes from scratch (merges may cross
+spaces: ``"e, "`` and ``":\\n"`` are tokens of the course tokenizer). :class:`PreSplitBPETokenizer`
+adds what GPT-2 adds: the text is first cut by a regex (:data:`GPT2_SPLIT`) into words with
+their leading space, numbers, punctuation and whitespace, merges never cross those pieces
+(:func:`train_merges_pieces`), and *special tokens* such as ``<|endoftext|>`` get ids of their
+own that no merge ever touches.
 
 Two trainers give **identical merges**: :func:`train_merges_naive` recounts every pair
 after each merge (easy to read, slow); :func:`train_merges` keeps the pair counts up to date
@@ -24,6 +29,8 @@ import json
 import operator
 from collections import Counter, defaultdict
 from pathlib import Path
+
+import regex  # the third-party `regex` package: stdlib `re` has no \p{L} (any letter)
 
 from helpers.artefacts import atomic_write
 
@@ -213,6 +220,40 @@ def train_merges(ids, num_merges: int, first_id: int = 256) -> list[tuple[int, i
     return merges
 
 
+def train_merges_pieces(pieces: Counter, num_merges: int, first_id: int = 256) -> list[tuple[int, int]]:
+    """BPE within pieces: ``pieces`` maps each distinct piece (a sequence of ids, e.g. a word's
+    bytes) to how often it occurs. A pair is counted inside pieces only, weighted by the piece's
+    count, so no merge ever joins the end of one piece to the start of the next. Ties as in
+    :func:`train_merges`. Only the pieces that hold the chosen pair are touched at each merge."""
+    words = [list(piece) for piece in pieces]
+    weights = list(pieces.values())
+    counts, where = Counter(), defaultdict(set)   # pair -> count; pair -> pieces that (may) hold it
+    for w, (ids, n) in enumerate(zip(words, weights)):
+        for pair in zip(ids, ids[1:]):
+            counts[pair] += n
+            where[pair].add(w)
+    merges = []
+    for k in range(num_merges):
+        if not counts:
+            break
+        pair = _best(counts)
+        touched = set()
+        for w in where.pop(pair):
+            ids, n = words[w], weights[w]
+            for p in zip(ids, ids[1:]):           # take the piece's old pairs out...
+                counts[p] -= n
+                touched.add(p)
+            words[w] = ids = merge(ids, pair, first_id + k)
+            for p in zip(ids, ids[1:]):           # ...and its new ones in
+                counts[p] += n
+                where[p].add(w)
+        for p in touched:
+            if counts[p] <= 0:
+                del counts[p]
+        merges.append(pair)
+    return merges
+
+
 # --- the tokenizer ------------------------------------------------------------------
 
 def _merge_pair(pair, rank: int) -> tuple[int, int]:
@@ -251,10 +292,12 @@ class BPETokenizer:
         return cls(train_merges(text.encode("utf-8", _ERRORS), vocab_size - 256))
 
     def truncated(self, vocab_size: int) -> "BPETokenizer":
-        """The tokenizer with only the first ``vocab_size - 256`` merges: exactly what training to that size gives."""
-        if not 256 <= vocab_size <= self.vocab_size:
-            raise ValueError(f"vocab_size must be between 256 and {self.vocab_size}, got {vocab_size}")
-        return BPETokenizer(self.merges[: vocab_size - 256])
+        """The tokenizer with only its first merges, ``vocab_size`` tokens in all: exactly what
+        training to that size gives."""
+        smallest = self.vocab_size - len(self.merges)   # the 256 bytes (and any special tokens)
+        if not smallest <= vocab_size <= self.vocab_size:
+            raise ValueError(f"vocab_size must be between {smallest} and {self.vocab_size}, got {vocab_size}")
+        return type(self)(self.merges[: vocab_size - smallest])
 
     def encode(self, text: str) -> list[int]:
         """Text -> token ids: its UTF-8 bytes, then each merge applied everywhere, in the order learned.
@@ -279,7 +322,7 @@ class BPETokenizer:
         """
         if errors not in ("replace", "strict"):
             raise ValueError(f"errors must be 'replace' or 'strict', got {errors!r}")
-        data = b"".join(self.vocab[i] for i in check_token_ids(ids, self.vocab_size))
+        data = b"".join(self._bytes(i) for i in check_token_ids(ids, self.vocab_size))
         if errors == "replace":
             return data.decode("utf-8", _REPLACE)
         try:
@@ -296,10 +339,14 @@ class BPETokenizer:
         pieces = []
         for i in self.encode(text):
             try:
-                pieces.append(self.vocab[i].decode("utf-8"))
+                pieces.append(self._bytes(i).decode("utf-8"))
             except UnicodeDecodeError:
-                pieces.append("".join(f"<0x{byte:02X}>" for byte in self.vocab[i]))
+                pieces.append("".join(f"<0x{byte:02X}>" for byte in self._bytes(i)))
         return pieces
+
+    def _bytes(self, i: int) -> bytes:
+        """The bytes token ``i`` stands for."""
+        return self.vocab[i]
 
     def save(self, path) -> None:
         """Write the merges to a small JSON file, atomically (a temporary file, then a rename).
@@ -326,3 +373,73 @@ class BPETokenizer:
             return cls(payload["merges"])
         except (TypeError, ValueError) as err:
             raise ValueError(f"{path} holds invalid merges: {err}") from None
+
+
+# --- GPT-2's additions: a regex pre-split and special tokens -------------------------------
+
+# GPT-2's split: English endings, letters with an optional leading space, digits with one,
+# other symbols with one, whitespace not followed by a non-space (so the last space goes with
+# the next word), and any remaining whitespace.
+GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+END_OF_TEXT = "<|endoftext|>"
+
+
+class PreSplitBPETokenizer(BPETokenizer):
+    """Byte-level BPE the way GPT-2 does it: the text is cut into pieces by :data:`GPT2_SPLIT`
+    and merges happen only inside a piece; :data:`END_OF_TEXT` is a special token whose id comes
+    after the merges (``vocab_size - 1``) and which no merge ever touches."""
+
+    FORMAT = "behind-the-curtain-bpe-presplit-v1"
+    SPECIAL = (END_OF_TEXT,)
+    _split = regex.compile(GPT2_SPLIT)
+
+    def __init__(self, merges=()):
+        super().__init__(merges)
+        self.special = {token: len(self.vocab) + k for k, token in enumerate(self.SPECIAL)}
+        self._cache = {}                                  # piece -> its ids (text repeats its words)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab) + len(self.special)
+
+    @classmethod
+    def pieces(cls, text: str) -> list[str]:
+        """The pieces GPT-2's regex cuts ``text`` into; they join back to ``text``."""
+        return cls._split.findall(text)
+
+    @classmethod
+    def _chunks(cls, text: str, allow_special: bool):
+        """``text`` cut around special tokens (only when ``allow_special``): (chunk, is_special)."""
+        if not allow_special:
+            return [(text, False)]
+        parts = regex.split("(" + "|".join(map(regex.escape, cls.SPECIAL)) + ")", text)
+        return [(part, k % 2 == 1) for k, part in enumerate(parts) if part]
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> "PreSplitBPETokenizer":
+        """Learn ``vocab_size - 256 - 1`` merges (the last id is ``<|endoftext|>``) inside the
+        pieces of ``text``; special tokens in ``text`` separate documents and are never merged."""
+        if vocab_size < 256 + len(cls.SPECIAL):
+            raise ValueError(f"vocab_size must be at least {256 + len(cls.SPECIAL)}, got {vocab_size}")
+        counts = Counter(piece.encode("utf-8", _ERRORS) for chunk, special in cls._chunks(text, True)
+                         if not special for piece in cls.pieces(chunk))
+        return cls(train_merges_pieces(counts, vocab_size - 256 - len(cls.SPECIAL)))
+
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        """Text -> ids: each piece encoded on its own by the merges (in the order learned). With
+        ``allow_special=True`` the string ``<|endoftext|>`` becomes its one special id; without,
+        it is ordinary text (so text typed by a user can never insert a special token)."""
+        ids = []
+        for chunk, special in self._chunks(text, allow_special):
+            if special:
+                ids.append(self.special[chunk])
+                continue
+            for piece in self.pieces(chunk):
+                if piece not in self._cache:
+                    self._cache[piece] = super().encode(piece)
+                ids.extend(self._cache[piece])
+        return ids
+
+    def _bytes(self, i: int) -> bytes:
+        return self.vocab[i] if i < len(self.vocab) else self.SPECIAL[i - len(self.vocab)].encode()
+

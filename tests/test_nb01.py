@@ -10,8 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from helpers import checks, nn_numpy, plots, widgets
+import re
+
+import nbformat
+
+from helpers import checks, nn_numpy, plots, toy_data, widgets
+from helpers.paths import NOTEBOOKS_DIR
 from checker_cases import checker_tests, forever, stub
+
+NOTEBOOK = NOTEBOOKS_DIR / "01_neurons_and_layers.ipynb"
 
 floats = st.floats(-1e6, 1e6, allow_nan=False)
 
@@ -75,6 +82,69 @@ def test_activation_and_diagram_figures():
     plt.close("all")
 
 
+@given(arrays(np.float64, st.integers(1, 50), elements=st.floats(-20, 20)))
+def test_tanh_is_its_formula_and_a_stretched_sigmoid(z):
+    """Notebook 01 states tanh(z) = (e^z - e^-z) / (e^z + e^-z) = 2 sigmoid(2z) - 1."""
+    formula = (np.exp(z) - np.exp(-z)) / (np.exp(z) + np.exp(-z))
+    np.testing.assert_allclose(nn_numpy.tanh(z), formula, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(nn_numpy.tanh(z), 2 * nn_numpy.sigmoid(2 * z) - 1, rtol=0, atol=1e-12)
+
+
+@given(st.lists(st.integers(1, 6), min_size=2, max_size=5), st.integers(1, 8), st.integers(0, 2**32 - 1))
+def test_forward_layers_matches_a_torch_sequential(sizes, n, seed):
+    rng = np.random.default_rng(seed)
+    params = [(rng.normal(size=(a, b)), rng.normal(size=b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    X = rng.normal(size=(n, sizes[0]))
+    layers = []
+    for k, (W, b) in enumerate(params):
+        linear = torch.nn.Linear(*W.shape, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers += [linear, torch.nn.Sigmoid() if k == len(params) - 1 else torch.nn.ReLU()]
+    net = torch.nn.Sequential(*layers)
+    outputs = nn_numpy.forward_layers(X, params)
+    assert [a.shape for a in outputs] == [(n, d) for d in sizes[1:]]
+    expected = torch.from_numpy(X)
+    for k, ours in enumerate(outputs):
+        expected = net[2 * k + 1](net[2 * k](expected))
+        torch.testing.assert_close(torch.from_numpy(ours), expected)
+
+
+def test_hidden_space_figure_separates_xor_with_one_line():
+    X, y = toy_data.xor(n=200, noise=0.25, seed=0)
+    W1, b1 = np.array([[1.0, -1.0], [-1.0, 1.0]]), np.zeros(2)
+    W2, b2 = np.array([[3.0], [3.0]]), np.array([-3.0])
+    fig = plots.make_hidden_space(X, y, W1, b1, W2, b2)
+    ax = fig.axes[0]
+    assert "hidden" in ax.get_xlabel() and "hidden" in ax.get_ylabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["class 0", "class 1"]
+    drawn = np.concatenate([collection.get_offsets() for collection in ax.collections
+                            if hasattr(collection, "get_offsets") and len(collection.get_offsets()) > 1])
+    np.testing.assert_allclose(np.sort(drawn, axis=0), np.sort(nn_numpy.relu(X @ W1 + b1), axis=0), atol=1e-6)
+    plt.close(fig)
+
+
+def test_reference_answers_in_the_notebook_hold():
+    """The code inside each collapsed reference answer asserts the numbers its text states."""
+    blocks = [block for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "markdown"
+              for details in re.findall(r"<details>.*?</details>", c.source, re.S)
+              for block in re.findall(r"```python\n(.*?)```", details, re.S)]
+    assert len(blocks) == 1                        # the circle's weights
+    exec(blocks[0], {"np": np, "nn_numpy": nn_numpy, "toy_data": toy_data})
+
+
+def test_the_broken_dense_layer_of_the_exercise_is_caught_with_both_bugs_named():
+    source = next(block for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "markdown"
+                  and "Exercise 3" in c.source for block in re.findall(r"```python\n(.*?)```", c.source, re.S))
+    space = {"np": np}
+    exec(source, space)
+    broken = space["dense_layer"]
+    assert "returned shape (1, 2), expected shape (1, 3)" in checks.dense_layer(broken).message
+    exec(source.replace("W.shape[0]", "W.shape[1]"), space)
+    assert "added the bias inside the innermost loop" in checks.dense_layer(space["dense_layer"]).message
+
+
 def test_neuron_explorer_responds_to_each_slider():
     explorer = widgets.Explorer(plots.make_neuron_boundary,
                                 {"w1": widgets.slider(1.0, -3.0, 3.0, step=0.1),
@@ -115,7 +185,35 @@ def forward_in_place(X, W1, b1, W2, b2):
     return forward(X, W1, b1 / 2, W2, b2)
 
 
-RIGHT = [(checks.relu, lambda z: np.maximum(0, z)), (checks.sigmoid, nn_numpy.sigmoid),
+def forward_pass(X, params):
+    outputs, a = [], X
+    for k, (W, b) in enumerate(params):
+        z = a @ W + b
+        a = nn_numpy.sigmoid(z) if k == len(params) - 1 else nn_numpy.relu(z)
+        outputs.append(a)
+    return outputs
+
+
+def forward_pass_float32_torch(X, params):
+    a, outputs = torch.tensor(X, dtype=torch.float32), []
+    for k, (W, b) in enumerate(params):
+        z = a @ torch.tensor(W, dtype=torch.float32) + torch.tensor(b, dtype=torch.float32)
+        a = torch.sigmoid(z) if k == len(params) - 1 else torch.relu(z)
+        outputs.append(a)
+    return tuple(outputs)
+
+
+def forward_pass_in_place(X, params):
+    bias = params[0][1]
+    bias *= 1.5                             # changes the caller's bias
+    return forward_pass(X, params)
+
+
+RIGHT = [(checks.forward_pass, forward_pass), (checks.forward_pass, nn_numpy.forward_layers),
+         (checks.forward_pass, forward_pass_float32_torch),
+         (checks.predict_xor_without_relu, lambda: "c"), (checks.predict_xor_without_relu, lambda: "C"),
+         (checks.dense_layer, lambda X, W, b: np.einsum("ni,io->no", X, W) + b),
+         (checks.relu, lambda z: np.maximum(0, z)), (checks.sigmoid, nn_numpy.sigmoid),
          (checks.sigmoid, lambda z: 0.5 * np.tanh(z / 2) + 0.5),                  # another overflow-free form
          (checks.sigmoid, lambda z: 1 / (1 + np.exp(-np.clip(z, -500, 500)))),   # clipped far enough out
          (checks.dense_layer, lambda X, W, b: X @ W + b),
@@ -164,6 +262,22 @@ BROKEN = [
     (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X, W1, 0 * b1, W2, b2), "left out the hidden bias"),
     (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X, W1, b1, W2, 0 * b2), "left out the output bias"),
     (checks.two_layer_forward, lambda X, W1, b1, W2, b2: forward(X.T, W1, b1, W2, b2), "raised"),
+    (checks.forward_pass, lambda X, p: forward_pass(X, p)[-1], "not a list of arrays"),
+    (checks.forward_pass, lambda X, p: [X] + forward_pass(X, p), "expected 2: one per layer"),
+    (checks.forward_pass, lambda X, p: nn_numpy.forward_layers(X, p, activation=nn_numpy.sigmoid),
+     "used sigmoid on every layer"),
+    (checks.forward_pass, lambda X, p: [nn_numpy.relu(a) for a in nn_numpy.forward_layers(X, p)][:-1]
+     + [nn_numpy.relu(nn_numpy.forward_layers(X, p)[-2] @ p[-1][0] + p[-1][1])], "used ReLU on the output layer"),
+    (checks.forward_pass, lambda X, p: nn_numpy.forward_layers(X, [(W, 0 * b) for W, b in p]), "left out the biases"),
+    (checks.forward_pass, lambda X, p: nn_numpy.forward_layers(X, p, activation=lambda z: z),
+     "skipped the ReLU on the hidden layers"),
+    (checks.forward_pass, lambda X, p: nn_numpy.forward_layers(X, p[:2]), "expected 3"),   # right for 2 layers only
+    (checks.forward_pass, forward_pass_in_place, "changed its input"),
+    (checks.forward_pass, stub, "not implemented yet"),
+    (checks.forward_pass, forever, "did not finish"),
+    (checks.predict_xor_without_relu, lambda: "b", "the answer is 'c'"),
+    (checks.predict_xor_without_relu, lambda: "50%", "must be one of"),
+    (checks.dense_layer, lambda X, W, b: X @ W + X.shape[1] * b, "added the bias inside the innermost loop"),
 ]
 
 
@@ -194,3 +308,22 @@ def test_failed_sigmoid_hints_lead_from_a_nudge_to_the_overflow_fix():
     assert all("very large inputs" in message for message in said)
     assert "np.exp(1000)" in said[0] and "np.exp(-np.abs(z))" not in said[0]
     assert "np.exp(-np.abs(z))" in said[2]
+
+
+def forward_pass_float32(X, params):
+    a, outputs = np.asarray(X, dtype=np.float32), []
+    for k, (W, b) in enumerate(params):
+        z = a @ W.astype(np.float32) + b.astype(np.float32)
+        a = 1 / (1 + np.exp(-np.clip(z, -80, 80))) if k == len(params) - 1 else np.maximum(0, z)
+        outputs.append(a)
+    return outputs
+
+
+def test_a_float32_forward_pass_passes_on_many_draws_but_an_error_of_a_thousandth_does_not(monkeypatch, capsys):
+    """Rounding carried through three hidden layers of 16 must be allowed for, and no more."""
+    draw = np.random.default_rng
+    for seed in range(1, 31):
+        monkeypatch.setattr(np.random, "default_rng", lambda s=None, seed=seed: draw([seed, s or 0]))
+        assert checks.forward_pass(forward_pass_float32).passed, seed
+        off = checks.forward_pass(lambda X, p: [a * (1 + 1e-3) for a in forward_pass_float32(X, p)])
+        assert not off.passed, seed

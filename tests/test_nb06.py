@@ -1,4 +1,5 @@
-"""Notebook 06: the bigram language model, sampling, its figures, explorer and checkers."""
+"""Notebook 06: the bigram language model, sampling, its figures, explorer and checkers, and the
+numbers its exercises state (the trigram prediction, the buggy loss, the smoothing answer)."""
 
 import math
 import warnings
@@ -11,7 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from helpers import checks, plots, widgets
+from helpers import checks, data, plots, widgets
 from helpers import language_model as lm
 from checker_cases import assert_redraws, checker_tests, forever, stub
 
@@ -166,7 +167,48 @@ def softmax_in_place(z, t):
     return np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
 
 
+def sample_right(logits, temperature, top_k, rng):
+    z = np.asarray(logits, dtype=float) / temperature
+    if top_k is not None and top_k < len(z):
+        z = np.where(z >= np.sort(z)[-top_k], z, -np.inf)
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def sample_torch(logits, temperature, top_k, rng):
+    """Right, another way: torch.topk, then the inverse of the cumulative distribution."""
+    z = torch.as_tensor(logits, dtype=torch.float64) / temperature
+    if top_k is not None:
+        values, _ = torch.topk(z, min(top_k, len(z)))
+        z = torch.where(z >= values[-1], z, torch.tensor(-math.inf, dtype=torch.float64))
+    p = torch.softmax(z, dim=0).numpy()
+    return np.searchsorted(np.cumsum(p), rng.random() * p.sum())
+
+
+def sample_with_adjust(logits, temperature, top_k, rng):
+    p = lm.adjust(np.exp(np.asarray(logits) - np.max(logits)), temperature, top_k)
+    return torch.tensor(rng.choice(len(p), p=p))
+
+
+def bigram_loss_right(W, ids):
+    return torch.nn.functional.cross_entropy(W[ids[:-1]], ids[1:])
+
+
+def bigram_loss_given(W, ids):
+    """The broken loss of Exercise 4, as the notebook shows it."""
+    x, y = ids[:-1], ids[1:]
+    log_probs = torch.log_softmax(W, dim=0)
+    return -log_probs[x, y].mean()
+
+
 RIGHT = [(checks.softmax_with_temperature, lambda z, t: torch.softmax(torch.as_tensor(z) / t, dim=-1)),
+         (checks.sample_next, sample_right), (checks.sample_next, sample_torch),
+         (checks.sample_next, sample_with_adjust),
+         (checks.bigram_loss, bigram_loss_right),
+         (checks.bigram_loss, lambda W, ids: -torch.log_softmax(W, dim=-1)[ids[:-1], ids[1:]].mean().item()),
+         (checks.bigram_loss,
+          lambda W, ids: float(lm.cross_entropy(torch.softmax(W.double(), 1).numpy(), ids.numpy()))),
+         (checks.predict_trigram_loss, lambda: "b"), (checks.predict_trigram_loss, lambda: " B "),
          (checks.perplexity, lambda loss: math.exp(float(loss))),
          (checks.mean_nll, lambda p: -np.log(p).mean())]
 
@@ -186,7 +228,106 @@ BROKEN = [
     (checks.mean_nll, lambda p: -np.log10(p).mean(), "expected"),
     (checks.mean_nll, lambda p: np.log(p), "a single number"),
     (checks.mean_nll, stub, "not implemented yet"),
+    (checks.sample_next, lambda z, t, k, rng: sample_right(z, 1 / t, k, rng), "multiplied the logits by"),
+    (checks.sample_next, lambda z, t, k, rng: sample_right(z, 1.0, k, rng), "ignored the temperature"),
+    (checks.sample_next, lambda z, t, k, rng: sample_right(z, t, None, rng), "ignored top_k"),
+    (checks.sample_next, lambda z, t, k, rng: sample_right(-np.asarray(z), t, k, rng), "least likely"),
+    (checks.sample_next, lambda z, t, k, rng: int(np.argmax(z)), "drew token"),                   # greedy
+    (checks.sample_next, lambda z, t, k, rng: rng.choice(len(z), size=1), "not one token id"),
+    (checks.sample_next, lambda z, t, k, rng: float(sample_right(z, t, k, rng)), "integer type"),
+    (checks.sample_next, lambda z, t, k, rng: len(z), "not a token id from 0"),
+    (checks.sample_next, lambda z, t, k, rng: np.exp(z).argmax() if t else 0, "drew token"),       # overflow-free?
+    (checks.sample_next, forever, "did not finish"),
+    (checks.sample_next, stub, "not implemented yet"),
+    (checks.bigram_loss, bigram_loss_given, "normalised down the columns (dim=0)"),
+    (checks.bigram_loss, lambda W, ids: -torch.log_softmax(W, 1)[ids[1:], ids[:-1]].mean(), "swapped the roles"),
+    (checks.bigram_loss, lambda W, ids: -torch.log_softmax(W, 1)[ids[:-1], ids[1:]].sum(), "summed the losses"),
+    (checks.bigram_loss, lambda W, ids: torch.nn.functional.cross_entropy(W[ids[:-1]], ids[1:], reduction="none"),
+     "a single number"),
+    (checks.bigram_loss, stub, "not implemented yet"),
+    (checks.predict_trigram_loss, lambda: "a", "the answer is 'b'"),
+    (checks.predict_trigram_loss, lambda: "2.05", "must be one of"),
+    (checks.predict_trigram_loss, stub, "not implemented yet"),
 ]
 
 
 test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)
+
+
+# --- what the notebook's exercises state -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trigram():
+    """(counts, training ids, held-out ids) of the character trigram model of Exercises 1 and 5."""
+    tok, _, _ = lm.corpus_bigram()
+    tr = np.array(tok.encode(data.corpus_text("train")))
+    va = np.array(tok.encode(data.corpus_text("validation")))
+    counts = np.zeros((tok.vocab_size,) * 3)
+    np.add.at(counts, (tr[:-2], tr[1:-1], tr[2:]), 1)
+    return counts, tr, va
+
+
+def trigram_loss(counts, ids, alpha):
+    probs = (counts + alpha) / (counts + alpha).sum(axis=2, keepdims=True)
+    return float(-np.mean(np.log(probs[ids[:-2], ids[1:-1], ids[2:]])))
+
+
+def test_the_trigram_prediction_is_b(trigram):
+    counts, _, va = trigram
+    assert 2.0 < trigram_loss(counts, va, 1.0) < 2.5     # answer "b" of Exercise 1
+
+
+def test_the_smoothing_reference_answer(trigram):
+    """The numbers of Exercise 5's reference answer (to the printed digit)."""
+    counts, tr, va = trigram
+    held_out = {alpha: trigram_loss(counts, va, alpha) for alpha in (0.01, 0.1, 0.5, 1.0, 2.0)}
+    stated = {0.01: 2.078, 0.1: 2.056, 0.5: 2.047, 1.0: 2.048, 2.0: 2.056}
+    assert all(abs(held_out[a] - stated[a]) < 6e-4 for a in stated), held_out
+    assert min(held_out, key=held_out.get) == 0.5
+    assert abs(trigram_loss(counts, tr, 0.01) - 1.952) < 6e-4 and abs(trigram_loss(counts, tr, 1.0) - 1.971) < 6e-4
+    losses = [trigram_loss(counts, tr, a) for a in (2.0, 1.0, 0.5, 0.1, 0.01)]
+    assert all(a > b for a, b in zip(losses, losses[1:]))     # training loss falls as alpha shrinks
+
+
+def test_the_buggy_loss_starts_right_and_falls_but_trains_the_wrong_model():
+    """Exercise 4's claims about the given loss: ln 78 at W = 0, falls under gradient descent, and
+    the model it trains predicts the next character much worse than the right loss's model."""
+    tok, _, _ = lm.corpus_bigram()
+    ids = torch.tensor(tok.encode(data.corpus_text("train")[:20_000]))
+
+    def train(loss_fn):
+        W = torch.zeros(78, 78, requires_grad=True)
+        optimizer = torch.optim.Adam([W], lr=0.1)
+        for _ in range(100):
+            loss = loss_fn(W, ids)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return W.detach(), loss.item()
+
+    assert bigram_loss_given(torch.zeros(78, 78), ids).item() == pytest.approx(math.log(78), abs=1e-5)
+    W_buggy, buggy_loss = train(bigram_loss_given)
+    W_right, _ = train(bigram_loss_right)
+    assert buggy_loss < math.log(78) - 0.5                                  # it falls
+    assert bigram_loss_right(W_buggy, ids).item() > bigram_loss_right(W_right, ids).item() + 0.3
+
+
+def test_character_groups_and_their_distances():
+    assert [lm.character_group(c) for c in "aQz,"] == ["lowercase vowels", "uppercase letters",
+                                                      "lowercase consonants", "other"]
+    chars = list("aebcXY!")
+    embedding = np.array([[0, 0], [0, 1], [3, 0], [3, 1], [10, 0], [10, 2], [50, 50]], dtype=float)
+    distances = lm.group_distances(embedding, chars)
+    assert distances[0, 0] == 1 and distances[1, 1] == 1 and distances[2, 2] == 2
+    assert distances[0, 1] == pytest.approx((3 + np.sqrt(10) + np.sqrt(10) + 3) / 4)
+    np.testing.assert_allclose(distances, distances.T)
+
+
+def test_embedding_map_draws_every_character_with_a_legend():
+    tok, _, _ = lm.corpus_bigram()
+    embedding = np.random.default_rng(0).normal(size=(tok.vocab_size, 2))
+    fig = plots.make_embedding_map(embedding, tok.chars)
+    ax = fig.axes[0]
+    assert len(ax.texts) == tok.vocab_size and ax.get_legend() is not None
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == set(lm.CHARACTER_GROUPS) | {"other"}
+    plt.close(fig)

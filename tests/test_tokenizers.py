@@ -1,6 +1,7 @@
 """Tokenizers: any Unicode round-trips, the fast and naive BPE trainers agree, files are safe."""
 
 import json
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -220,3 +221,99 @@ def test_saving_into_a_missing_folder_names_the_target(tmp_path, small_bpe):
     with pytest.raises(FileNotFoundError, match=r"cannot write .*missing.tok\.json: the folder"):
         small_bpe.save(target)
     assert not (tmp_path / "missing").exists()
+
+
+# --- GPT-2's additions: the regex pre-split and special tokens ------------------------------
+
+EOT = tokenizers.END_OF_TEXT
+
+
+@pytest.fixture(scope="module")
+def split_bpe():
+    plays = data.split_plays()["train"]
+    return tokenizers.PreSplitBPETokenizer.train(EOT.join(play.text[:4_000] for play in plays[:5]), 340)
+
+
+def train_pieces_naively(pieces, num_merges):
+    """BPE within pieces the slow way: recount every pair of every piece after each merge."""
+    words, merges = [(list(piece), n) for piece, n in pieces.items()], []
+    for k in range(num_merges):
+        counts = Counter()
+        for ids, n in words:
+            for pair in zip(ids, ids[1:]):
+                counts[pair] += n
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        words = [(tokenizers.merge(ids, pair, 256 + k), n) for ids, n in words]
+        merges.append(pair)
+    return merges
+
+
+@settings(max_examples=150)
+@given(st.dictionaries(st.lists(st.integers(0, 4), max_size=8).map(tuple), st.integers(1, 5), max_size=12),
+       st.integers(0, 25))
+def test_training_within_pieces_equals_the_naive_way(pieces, num_merges):
+    pieces = Counter(pieces)
+    assert tokenizers.train_merges_pieces(pieces, num_merges) == train_pieces_naively(pieces, num_merges)
+
+
+def test_one_piece_of_weight_one_trains_like_the_plain_trainer():
+    ids = data.corpus_text("train")[:5_000].encode()
+    assert tokenizers.train_merges_pieces(Counter({ids: 1}), 40) == tokenizers.train_merges(ids, 40)
+
+
+@given(st.text())
+def test_pieces_join_back_to_the_text(s):
+    assert "".join(tokenizers.PreSplitBPETokenizer.pieces(s)) == s
+
+
+@settings(max_examples=100)
+@given(st.text(max_size=200), st.booleans())
+def test_pre_split_round_trips_any_unicode_and_encodes_piece_by_piece(split_bpe, s, allow):
+    ids = split_bpe.encode(s, allow_special=allow)
+    assert split_bpe.decode(ids) == s and all(0 <= i < split_bpe.vocab_size for i in ids)
+    pieces = [split_bpe.encode(p) for p in split_bpe.pieces(s)]
+    assert split_bpe.encode(s) == [i for piece in pieces for i in piece]
+
+
+def test_no_learned_token_reaches_across_pieces(split_bpe):
+    assert len(split_bpe.merges) == 340 - 257 and split_bpe.vocab_size == 340
+    for token in split_bpe.vocab[256:]:
+        text = token.decode("utf-8", errors="replace")
+        assert len(split_bpe.pieces(text)) == 1, token
+
+
+def test_the_end_of_text_token_is_one_id_only_when_allowed_and_never_merged(split_bpe):
+    eot = split_bpe.vocab_size - 1
+    assert split_bpe.encode(EOT, allow_special=True) == [eot]
+    assert split_bpe.encode(f"a{EOT}{EOT}b", allow_special=True).count(eot) == 2
+    assert eot not in split_bpe.encode(EOT) and split_bpe.decode(split_bpe.encode(EOT)) == EOT
+    assert all(b"<|" not in token for token in split_bpe.vocab)        # training never merged across it
+    assert split_bpe.decode([eot]) == EOT and split_bpe.tokenize(EOT) != [EOT]
+
+
+def test_pre_split_tokenizer_saves_loads_truncates_and_is_not_read_as_the_plain_one(tmp_path, split_bpe):
+    path = tmp_path / "split.json"
+    split_bpe.save(path)
+    again = tokenizers.PreSplitBPETokenizer.load(path)
+    text = f"To be, or not to be{EOT}Exeunt."
+    assert again.encode(text, allow_special=True) == split_bpe.encode(text, allow_special=True)
+    with pytest.raises(ValueError, match="is not a behind-the-curtain-bpe-v1 tokenizer file"):
+        tokenizers.BPETokenizer.load(path)
+    small = split_bpe.truncated(300)
+    assert isinstance(small, tokenizers.PreSplitBPETokenizer) and small.vocab_size == 300
+    assert small.merges == split_bpe.merges[:43] and small.encode(EOT, allow_special=True) == [299]
+    with pytest.raises(ValueError, match="between 257 and 340"):
+        split_bpe.truncated(256)
+    with pytest.raises(ValueError, match="at least 257"):
+        tokenizers.PreSplitBPETokenizer.train("abc", 256)
+
+
+def test_the_shipped_tokenizer_encodes_as_before():
+    """The pre-split was added beside it: the shipped tokenizer's ids are unchanged (recorded
+    before the pre-split was added) and truncating it still gives a plain BPETokenizer."""
+    shipped = tokenizers.BPETokenizer.load(SHIPPED)
+    assert shipped.encode("To be, or not to be: that is the question.") == [
+        425, 98, 302, 428, 325, 288, 366, 58, 486, 280, 295, 448, 500, 390, 46]
+    assert type(shipped.truncated(300)) is tokenizers.BPETokenizer

@@ -5,10 +5,13 @@ Each ``make_...`` function returns a Figure for ``plots.show`` or an explorer; t
 draw lives in the concept modules (``nn_numpy``, ``gradient_descent``, ``autograd``, ``mlp``).
 """
 
+import textwrap
+
+import matplotlib.pyplot as plt
 import numpy as np
 
 from helpers import nn_numpy
-from helpers.plots.common import CLASS_COLORS, decision_regions, loss_curves, new_figure
+from helpers.plots.common import CLASS_COLORS, DPI, decision_regions, loss_curves, new_figure
 
 
 # ---------------------------------------------------------------- notebook 00: the first slider
@@ -89,6 +92,21 @@ def make_network_diagram(layer_sizes=(2, 3, 1), names=None):
     return fig
 
 
+def make_hidden_space(X, y, W1, b1, W2, b2):
+    """Notebook 01's XOR network seen from its hidden layer: each point ``x`` drawn at its hidden
+    values ``h = relu(x W1 + b1)`` (two hidden neurons), coloured by class, over the output
+    neuron's regions; its decision boundary ``h W2 + b2 = 0`` is a straight line there."""
+    H = nn_numpy.relu(nn_numpy.dense(X, W1, b1))   # (n, 2)
+    W2, b2 = np.asarray(W2, dtype=float), np.asarray(b2, dtype=float)
+    fig, ax = new_figure(width=4.8, height=4.4)
+    decision_regions(ax, lambda P: nn_numpy.sigmoid(P @ W2 + b2)[:, 0], H, y, margin=0.4)
+    ax.set_xlabel("hidden neuron 1: $h_1$")
+    ax.set_ylabel("hidden neuron 2: $h_2$")
+    ax.set_title("XOR in the hidden space: one line separates it", fontsize=10)
+    ax.legend(loc="upper right", fontsize=9)
+    return fig
+
+
 # ---------------------------------------------------------------- notebook 02: learning from data
 
 def make_loss_landscape(learning_rate: float = 0.1, steps: int = 20, start=(-1.0, -1.0)):
@@ -121,12 +139,17 @@ def make_loss_landscape(learning_rate: float = 0.1, steps: int = 20, start=(-1.0
     ax_loss.set_ylabel("loss (MSE, log scale)")
     ax_loss.grid(alpha=0.3)
     if run["status"] == "diverged":
-        ax_loss.set_title(f"learning rate {learning_rate:.3g}: DIVERGED")
-        fig.text(0.5, 0.5, f"{run['message']}.\nTry a smaller learning rate.",
-                 ha="center", va="center", fontsize=16, fontweight="bold", color=CLASS_COLORS[1],
+        shout = "DIVERGED" if run["message"].startswith("Diverged") else "DIVERGING (slowly)"
+        ax_loss.set_title(f"learning rate {learning_rate:.4g}: {shout}")
+        said = textwrap.fill(f"{run['message']}.", 56)   # the slow-divergence sentence is long
+        fig.text(0.5, 0.5, f"{said}\nTry a smaller learning rate.",
+                 ha="center", va="center", fontsize=16 if shout == "DIVERGED" else 13, fontweight="bold",
+                 color=CLASS_COLORS[1],
                  bbox={"facecolor": "white", "edgecolor": CLASS_COLORS[1], "alpha": 0.9})
     else:
-        ax_loss.set_title(f"learning rate {learning_rate:.3g}: loss {run['losses'][-1]:.4f} after {steps} steps")
+        headline = run["message"].split(":")[0].lower()   # converged / converging / converging, slowly
+        ax_loss.set_title(f"learning rate {learning_rate:.4g}: {headline}\n"
+                          f"loss {run['losses'][-1]:.4f} after {len(run['losses']) - 1} steps", fontsize=10)
     return fig
 
 
@@ -152,12 +175,17 @@ def make_learning_rate_comparison(rates=(0.02, 0.5, 1.05), steps: int = 30):
 
 # ---------------------------------------------------------------- notebook 03: backpropagation
 
-def draw_graph(ax, root, grads=None, highlight=None, known=None):
+GRAPH_FONT = 11  # points: the graph boxes are read from a notebook at 100 dpi
+
+
+def draw_graph(ax, root, grads=None, highlight=None, known=None, fontsize: int = GRAPH_FONT):
     """Draw ``root``'s computation graph left to right: one box per ``Value`` with its label,
-    operation, data and grad; arrows from inputs to results.
+    operation, data and grad; arrows from inputs to results (two arrows where one input is used
+    twice by one operation, as in ``a * a``).
 
     ``grads`` overrides the grads shown (``{id(node): grad}``); nodes not in ``known`` (a set of
-    ids) show their grad as "?"; ``highlight`` is a node drawn with a thick red border.
+    ids) show their grad as "?"; ``highlight`` is a node drawn with a thick red border, its
+    inputs with an orange one.
     """
     from helpers import autograd
 
@@ -171,12 +199,9 @@ def draw_graph(ax, root, grads=None, highlight=None, known=None):
     pos = {}
     for d, nodes in columns.items():
         for k, node in enumerate(nodes):
-            pos[id(node)] = (d * 2.2, (len(nodes) - 1) / 2 - k)
-    for node in order:
-        for child in node._prev:
-            (x0, y0), (x1, y1) = pos[id(child)], pos[id(node)]
-            ax.annotate("", xy=(x1 - 0.75, y1), xytext=(x0 + 0.75, y0),
-                        arrowprops={"arrowstyle": "->", "color": "grey", "lw": 1})
+            pos[id(node)] = (d * 2.6, 1.25 * ((len(nodes) - 1) / 2 - k))
+    receiving = {id(c) for c in (highlight._prev if highlight is not None else ())}
+    boxes = {}
     for node in order:
         x, y = pos[id(node)]
         grad = (grads or {}).get(id(node), node.grad)
@@ -184,40 +209,90 @@ def draw_graph(ax, root, grads=None, highlight=None, known=None):
         title = node.label or "·"
         if node._op:
             title += f" = {node._op}"
-        edge = CLASS_COLORS[1] if node is highlight else "black"
+        edge = CLASS_COLORS[1] if node is highlight else ("#e69f00" if id(node) in receiving else "black")
         face = "#fff3cd" if node is highlight else ("#e8f0fe" if not node._prev else "white")
-        ax.text(x, y, f"{title}\ndata {node.data:.4f}\ngrad {grad_text}", ha="center", va="center",
-                fontsize=9, family="monospace",
-                bbox={"boxstyle": "round,pad=0.35", "facecolor": face, "edgecolor": edge,
-                      "linewidth": 2.5 if node is highlight else 1})
+        boxes[id(node)] = ax.text(
+            x, y, f"{title}\ndata {node.data:.4f}\ngrad {grad_text}", ha="center", va="center",
+            fontsize=fontsize, family="monospace", zorder=2,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": face, "edgecolor": edge,
+                  "linewidth": 2.5 if node is highlight or id(node) in receiving else 1})
+    for node in order:
+        for k, child in enumerate(node._prev):
+            bend = (0.3 if k == 0 else -0.3) if node._prev.count(child) > 1 else 0.0
+            ax.annotate("", xy=pos[id(node)], xytext=pos[id(child)], zorder=1,
+                        arrowprops={"arrowstyle": "-|>", "color": "grey", "lw": 1.2, "shrinkA": 2, "shrinkB": 2,
+                                    "patchA": boxes[id(child)].get_bbox_patch(),
+                                    "patchB": boxes[id(node)].get_bbox_patch(),
+                                    "connectionstyle": f"arc3,rad={bend}"})
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
-    ax.set_xlim(min(xs) - 1.1, max(xs) + 1.1)
-    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
+    ax.set_xlim(min(xs) - 1.2, max(xs) + 1.2)
+    ax.set_ylim(min(ys) - 0.75, max(ys) + 0.75)
     ax.axis("off")
 
 
-def make_backward_step(step: int = 0):
-    """The backward pass of the neuron example (``autograd.neuron_expression``) after ``step``
-    nodes have passed their gradient back (0 = only d o / d o = 1 is known). Steps beyond the
-    end show the finished pass."""
+BACKWARD_EXAMPLES = {"shared": "f = (a·b)·(a + b): a and b used twice",
+                     "neuron": "o = tanh(x1·w1 + x2·w2 + b): a neuron"}
+
+
+def make_backward_step(step: int = 0, example: str = "shared"):
+    """The backward pass of one of notebook 03's examples (``BACKWARD_EXAMPLES``: the graph that
+    is not a tree, ``autograd.shared_expression``, or the neuron, ``autograd.neuron_expression``)
+    after ``step`` nodes have passed their gradient back (0 = only d out / d out = 1 is known).
+    Under the graph, the arithmetic of the step: each input's grad += local derivative x the node's
+    grad. Steps beyond the end show the finished pass."""
     from helpers import autograd
 
-    root = autograd.neuron_expression()
+    root = autograd.neuron_expression() if example == "neuron" else autograd.shared_expression()
     steps = autograd.backward_steps(root)
     step = int(min(max(step, 0), len(steps) - 1))
     state = steps[step]
     done = {id(root)}
     for earlier in steps[1:step + 1]:
         done.update(id(child) for child in earlier["node"]._prev)
-    fig, ax = new_figure(width=10.0, height=4.2)
+    fig = plt.figure(figsize=(11.0, 5.6), dpi=DPI, layout="constrained")
+    grid = fig.add_gridspec(2, 1, height_ratios=[5, 1])
+    ax, ax_text = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
     draw_graph(ax, root, grads=state["grads"], highlight=state["node"], known=done)
-    if state["node"] is None:
-        what = "start: d o / d o = 1; every other gradient is still unknown"
+    ax_text.axis("off")
+    node = state["node"]
+    if node is None:
+        what = f"start: d{root.label}/d{root.label} = 1; every other gradient is still unknown"
+        lines = [f"{root.label}.grad = 1, because {root.label} changes one for one with itself.",
+                 "Move the slider: each step, one node adds (local derivative × its own grad) to its inputs."]
     else:
-        node = state["node"]
-        what = f"'{node.label}' ({node._op}) passed its grad to " + ", ".join(c.label for c in node._prev)
-    ax.set_title(f"Backward pass, step {step} of {len(steps) - 1}: {what}", fontsize=10)
+        what = f"'{node.label}' ({node._op}) passes its grad to " + " and ".join(c.label for c in node._prev)
+        before = steps[step - 1]["grads"]
+        lines, running = [], dict(before)
+        for child, local, words in autograd.local_derivatives(node):
+            add = local * state["grads"][id(node)]
+            old = running[id(child)]
+            running[id(child)] = old + add
+            lines.append(f"{child.label}.grad += {words} × {node.label}.grad = {local:.4g} × "
+                         f"{state['grads'][id(node)]:.4g} = {add:.4g}    ({child.label}.grad: {old:.4g} → "
+                         f"{old + add:.4g})")
+    ax_text.text(0.01, 0.95, "\n".join(lines), ha="left", va="top", fontsize=GRAPH_FONT + 1, family="monospace",
+                 transform=ax_text.transAxes)
+    ax.set_title(f"Backward pass, step {step} of {len(steps) - 1}: {what}", fontsize=GRAPH_FONT + 1)
+    return fig
+
+
+def make_gradient_costs(costs: dict):
+    """Notebook 03's measurement (``autograd.gradient_costs``): the time of one gradient, in forward
+    passes, against the number of parameters, for numerical differences and for backpropagation."""
+    params = np.asarray(costs["params"], dtype=float)
+    forward = np.asarray(costs["forward_s"])
+    fig, ax = new_figure(width=7.0, height=4.2)
+    ax.loglog(params, np.asarray(costs["numerical_s"]) / forward, "o-", color=CLASS_COLORS[1], linewidth=2,
+              label="numerical differences (measured)")
+    ax.loglog(params, 2 * params, ":", color=CLASS_COLORS[1], label="2 × parameters (two passes each)")
+    ax.loglog(params, np.asarray(costs["backprop_s"]) / forward, "o-", color=CLASS_COLORS[0], linewidth=2,
+              label="backpropagation (measured)")
+    ax.set_xlabel("parameters of the network (2-h-1, log scale)")
+    ax.set_ylabel("time of one gradient / time of one forward pass")
+    ax.set_title("The cost of every gradient at once")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
     return fig
 
 
@@ -237,9 +312,36 @@ def make_training_explorer(hidden: int = 32, noise: float = 0.3, epochs: int = 1
     ax_loss.axvline(best + 1, color="grey", linestyle=":", linewidth=1)
     ax_loss.set_title(f"best validation loss {history['val_loss'][best]:.3f} at epoch {best + 1}")
     decision_regions(ax_map, lambda P: mlp.predict_proba(run["model"], P), X_train, y_train)
-    ax_map.scatter(X_val[:, 0], X_val[:, 1], s=18, facecolors="none", edgecolors="black", linewidths=0.6,
-                   label="validation")
+    scatter_held_out(ax_map, X_val, y_val)
     ax_map.set_title(f"{hidden} neurons x 2, noise {noise:.2f}: train acc {history['train_acc'][-1]:.0%}, "
                      f"val acc {history['val_acc'][-1]:.0%}", fontsize=9)
     ax_map.legend(loc="lower right", fontsize=9)
     return fig
+
+
+def scatter_held_out(ax, X: np.ndarray, y: np.ndarray, name: str = "validation") -> None:
+    """Held-out points ``X (n, 2)`` as hollow circles in their class's colour, labelled
+    "class k, validation", over the filled training points of ``decision_regions``."""
+    for k in np.unique(y):
+        pts = X[y == k]
+        ax.scatter(pts[:, 0], pts[:, 1], s=24, facecolors="none", edgecolors=CLASS_COLORS[int(k) % len(CLASS_COLORS)],
+                   linewidths=1.3, label=f"class {int(k)}, {name}")
+
+
+def learning_rate_sweep(ax, results: dict[str, dict[float, list[float]]], ylabel: str = "validation loss") -> None:
+    """``results[optimizer][rate]`` is one final loss per seed: the mean against the rate (log
+    scale), with a bar from the lowest to the highest seed, and each optimizer's best rate ringed."""
+    for i, (name, by_rate) in enumerate(results.items()):
+        rates = np.array(sorted(by_rate))
+        runs = [np.asarray(by_rate[r], dtype=float) for r in rates]
+        mean = np.array([r.mean() for r in runs])
+        low, high = mean - [r.min() for r in runs], [r.max() for r in runs] - mean
+        color = CLASS_COLORS[i % len(CLASS_COLORS)]
+        ax.errorbar(rates, mean, yerr=[low, high], marker="o", capsize=3, color=color, label=name)
+        best = int(np.argmin(mean))
+        ax.scatter([rates[best]], [mean[best]], s=160, facecolors="none", edgecolors=color, linewidths=1.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)

@@ -1,7 +1,8 @@
 """Figures of part 2, text (notebooks 05_text_to_numbers and 06_next_token_prediction).
 
-Tokens as coloured boxes (05); the bigram table and the sampling explorer (06), drawn from
-``language_model.corpus_bigram``. Whitespace is made visible by ``common.visible_whitespace``.
+Tokens as coloured boxes (05); the bigram table, the map of a 2-D character embedding and the
+sampling explorer (06), drawn from ``language_model.corpus_bigram``. Whitespace is made visible
+by ``common.visible_whitespace``.
 """
 
 import numpy as np
@@ -62,6 +63,29 @@ def make_bigram_table(counts, chars, show=" \nabcdefghijklmnopqrstuvwxyz"):
     ax.set_ylabel("current character")
     ax.set_title("How often each character follows another (log scale)")
     fig.colorbar(image, ax=ax, label="log10(count + 1)", shrink=0.8)
+    return fig
+
+
+def make_embedding_map(embedding, chars):
+    """Each character drawn at its 2-D embedding vector, coloured by its group in
+    ``language_model.CHARACTER_GROUPS`` (others grey), with a legend."""
+    from helpers.language_model import CHARACTER_GROUPS, character_group
+
+    embedding = np.asarray(embedding, dtype=float)
+    colours = dict(zip(CHARACTER_GROUPS, CLASS_COLORS)) | {"other": "grey"}
+    fig, ax = new_figure(width=6.4, height=5.0)
+    for (x, y), ch in zip(embedding, chars):
+        ax.text(x, y, visible_whitespace(ch), color=colours[character_group(ch)], fontsize=10,
+                ha="center", va="center", family="monospace")
+    for name, colour in colours.items():
+        ax.scatter([], [], color=colour, marker="s", label=name)
+    pad = 0.5
+    ax.set_xlim(embedding[:, 0].min() - pad, embedding[:, 0].max() + pad)
+    ax.set_ylim(embedding[:, 1].min() - pad, embedding[:, 1].max() + pad)
+    ax.set_xlabel("embedding dimension 1")
+    ax.set_ylabel("embedding dimension 2")
+    ax.set_title("Each character at its 2-D embedding vector")
+    ax.legend(loc="best", fontsize=8)
     return fig
 
 
