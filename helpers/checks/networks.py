@@ -867,10 +867,11 @@ def train_xor(fn) -> CheckResult:
                   "step uses zeros: clear them before loss.backward(), not between it and the update")]
         cases.append(Case((steps, rate), _xor_losses(steps, rate), label, compare_naming_slips(slips, atol=1e-9)))
     return run_checks("train_xor", fn, cases, hint=[
-        "print w.grad for one weight after each step: does it hold this step's gradient, or more?",
-        "backward() adds to the parameters' grads (as PyTorch's does). What must happen to them before "
-        "each new backward()?",
-        "add model.zero_grad() before loss.backward() in the loop."])
+        "print p.grad for one weight just before the update, at each step: does it hold this step's "
+        "gradient, more, or nothing?",
+        "backward() adds to the parameters' grads (as PyTorch's does), so they must be cleared once per "
+        "step, before backward() fills them, and used after it.",
+        "in the loop: loss = ..., then model.zero_grad(), then loss.backward(), then the update."])
 
 
 def _two_layer_grads_torch(X, y, W1, b1, W2, b2):
