@@ -861,10 +861,10 @@ def train_xor(fn) -> CheckResult:
     cases = []
     for steps, rate, label in [(12, 1.0, "the example: 12 steps at learning rate 1.0"),
                                (6, 0.3, "6 steps at learning rate 0.3")]:
-        slips = [(_xor_losses(steps, rate, "never cleared"), "still never clear the gradients: each step "
+        slips = [(_xor_losses(steps, rate, "never cleared"), "never clear the gradients: each step "
                   "moves by the sum of every gradient so far. Call model.zero_grad() before loss.backward()"),
-                 (_xor_losses(steps, rate, "cleared after backward"), "clear the gradients after backward(), so the "
-                  "step uses zeros: clear them before loss.backward(), not between it and the update")]
+                 (_xor_losses(steps, rate, "cleared after backward"), "still give what the broken code gives: the "
+                  "loss never moves, so no step changes the weights. Which values does the update use?")]
         cases.append(Case((steps, rate), _xor_losses(steps, rate), label, compare_naming_slips(slips, atol=1e-9)))
     return run_checks("train_xor", fn, cases, hint=[
         "print p.grad for one weight just before the update, at each step: does it hold this step's "

@@ -220,9 +220,8 @@ def bpe_decode(fn) -> CheckResult:
                 return f"returned {short(got)}, which is not text: decode returns a str, not a number or a list"
             if got == expected:
                 return None
-            slip = [(_decode_per_token(ids, bpe.vocab), "decoded each token's bytes on its own: a character's "
-                     "bytes can be split across tokens (é is <0xC3> then <0xA9>); join all the bytes first, "
-                     "then decode once")]
+            slip = [(_decode_per_token(ids, bpe.vocab), "still gives what the broken code gives: look at the "
+                     "characters that come out as �, and at how many bytes those characters take in UTF-8")]
             return returned_instead(got, expected, named_slip(got, expected, slip, exactly), 80)
         return compare
 
@@ -418,8 +417,8 @@ def bigram_loss(fn) -> CheckResult:
     from helpers.checks.compare import nearly
 
     def compare(W, ids):
-        slips = [(_nll_reference(W, ids, dim=0), "normalised down the columns (dim=0): row a of W holds the "
-                  "logits of the next character, so the softmax runs along each row (dim=1)"),
+        slips = [(_nll_reference(W, ids, dim=0), "still gives what the broken code gives: which characters' "
+                  "probabilities does each log_softmax make add up to 1?"),
                  (_nll_reference(W, ids, swap=True), "swapped the roles: the model reads the current character "
                   "and predicts the next one, ids[1:] from ids[:-1]"),
                  (_nll_reference(W, ids, reduce="sum"), "summed the losses: take their mean")]
