@@ -175,6 +175,8 @@ def relu(fn) -> CheckResult:
     return run_checks("relu", fn, cases, hint=[
         "ReLU keeps what is positive and replaces what is negative; NumPy can do that to a whole "
         "array at once, without a loop.",
+        "np.maximum compares two arrays (or an array and a number) element by element and returns a "
+        "new array of the larger values.",
         "np.maximum(0, z) keeps positives and turns negatives into 0, for arrays of any shape."])
 
 
