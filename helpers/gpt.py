@@ -17,6 +17,17 @@ Two things are switchable so later notebooks can reuse the same code:
   ``scaled_dot_product_attention``. Both compute the same numbers.
 * **the mask**: causal by default, but ``forward`` takes any boolean mask (``True`` = may
   attend), e.g. :func:`bidirectional_mask` (BERT-style) or :func:`permutation_mask` (XLNet-style).
+
+**Where the model uses a fast kernel instead of the written-out piece** (same numbers, to
+float32 round-off; ``tests/test_gpt.py`` and notebooks 07-08 check each pair): the layer norms
+are :class:`FusedLayerNorm`, PyTorch's one-kernel ``F.layer_norm`` with the parameters of the
+written-out :class:`LayerNorm` (nine kernels, and their backward, become one); with the causal
+mask, attention takes ``scaled_dot_product_attention``'s causal path (``is_causal=True``, no mask
+tensor); with ``dropout=0`` no dropout layer is called at all. Queries, keys and values keep
+three separate matrices (``query``, ``key``, ``value``: what notebook 07 and LoRA in notebook 11
+use): one stacked matmul, as nanoGPT does, measured no faster on the CPU (``bench/README.md``).
+Generation reuses the keys and values of earlier positions (a **KV cache**) while the context
+fits the model.
 """
 
 import math
@@ -137,6 +148,20 @@ class LayerNorm(nn.Module):
         return x + self.bias if self.bias is not None else x
 
 
+class FusedLayerNorm(LayerNorm):
+    """The same layer norm, with the same parameters, in one PyTorch kernel (``F.layer_norm``): what
+    the model uses. It equals :class:`LayerNorm` to float32 round-off (tests/test_gpt.py, notebook
+    08) and runs several times faster, forward and backward (``bench/bench_gpt.py``)."""
+
+    def forward(self, x):
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
+
+
+def dropout_layer(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or, when ``p`` is 0, a layer that does nothing (no call to dropout at all)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention (notebook 07): each token asks a query, every token offers a key
     and a value; a token's output is the values weighted by softmax(query . key / sqrt(d_head)),
@@ -149,27 +174,50 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(C, C, bias=config.bias)
         self.value = nn.Linear(C, C, bias=config.bias)
         self.proj = nn.Linear(C, C, bias=config.bias)   # mixes the heads' outputs back together
-        self.attn_dropout = nn.Dropout(config.dropout)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = dropout_layer(config.dropout)
+        self.resid_dropout = dropout_layer(config.dropout)
         self.n_head, self.dropout, self.use_sdpa = config.n_head, config.dropout, config.use_sdpa
 
-    def forward(self, x, mask, return_attention: bool = False):
-        """``mask``: bool ``(T, T)`` or ``(B, 1, T, T)``. Returns ``(y, weights)``; ``weights`` is
+    def forward(self, x, mask=None, return_attention: bool = False):
+        """``mask``: bool ``(T, T)`` or ``(B, 1, T, T)``, or ``None`` for the causal mask (then
+        the fused path runs PyTorch's causal kernel). Returns ``(y, weights)``; ``weights`` is
         ``(B, n_head, T, T)`` (rows sum to 1) when asked for, else ``None``."""
         B, T, C = x.shape
-        d_head = C // self.n_head
-        # (B, T, C) -> (B, n_head, T, d_head): each head works on its own slice of C
-        q, k, v = (lin(x).view(B, T, self.n_head, d_head).transpose(1, 2)
-                   for lin in (self.query, self.key, self.value))
+        q, k, v = self._heads(x)
         weights = None
         if self.use_sdpa and not return_attention:
             p = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=mask is None)
         else:
+            mask = causal_mask(T, x.device) if mask is None else mask
             weights = attention_weights(q, k, mask)                   # (B, n_head, T, T), notebook 07
             y = self.attn_dropout(weights) @ v                        # (B, n_head, T, d_head)
         y = y.transpose(1, 2).contiguous().view(B, T, C)              # heads side by side again
         return self.resid_dropout(self.proj(y)), weights
+
+    def _heads(self, x):
+        """Queries, keys and values of ``x`` ``(B, T, C)``, each ``(B, n_head, T, d_head)``: every
+        head works on its own slice of ``C``."""
+        B, T, C = x.shape
+        return (lin(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                for lin in (self.query, self.key, self.value))
+
+    def forward_cached(self, x, cache):
+        """Attention for ``t`` new tokens ``x`` ``(B, t, C)`` that follow ``P`` tokens whose keys and
+        values are in ``cache`` (a pair of ``(B, n_head, P, d_head)``, or ``None`` when ``P = 0``).
+        Returns ``(y (B, t, C), cache)`` with the new keys and values added: a token's key and
+        value never change once computed, so generation computes each only once."""
+        B, t, C = x.shape
+        q, k, v = self._heads(x)
+        if cache is not None:
+            k, v = torch.cat((cache[0], k), dim=2), torch.cat((cache[1], v), dim=2)
+        P = k.size(2) - t
+        mask = causal_mask(P + t, x.device)[P:]              # (t, P + t): new token i sees 0..P+i
+        if self.use_sdpa:                                    # (one new token may see every key: no mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if t == 1 else mask)
+        else:
+            y = attention_weights(q, k, mask) @ v
+        return self.proj(y.transpose(1, 2).reshape(B, t, C)), (k, v)
 
 
 class MLP(nn.Module):
@@ -179,7 +227,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = dropout_layer(config.dropout)
 
     def forward(self, x):
         return self.dropout(self.proj(F.gelu(self.fc(x))))
@@ -190,16 +238,23 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = FusedLayerNorm(config.n_embd, bias=config.bias)
         self.attn = SelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = FusedLayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, mask, return_attention: bool = False):
+    def forward(self, x, mask=None, return_attention: bool = False):
         a, weights = self.attn(self.ln_1(x), mask, return_attention)
         x = x + a
         x = x + self.mlp(self.ln_2(x))
         return x, weights
+
+    def forward_cached(self, x, cache):
+        """The block for new tokens only, the earlier ones' keys and values in ``cache``
+        (:meth:`SelfAttention.forward_cached`); returns ``(x, cache)``."""
+        a, cache = self.attn.forward_cached(self.ln_1(x), cache)
+        x = x + a
+        return x + self.mlp(self.ln_2(x)), cache
 
 
 # ---------------------------------------------------------------- the model
@@ -219,9 +274,9 @@ class GPT(nn.Module):
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
         self.position_embedding = nn.Embedding(config.block_size, config.n_embd)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = dropout_layer(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = FusedLayerNorm(config.n_embd, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight          # tied: one matrix, two uses
         for name, p in self.named_parameters():
@@ -261,16 +316,25 @@ class GPT(nn.Module):
         into logits, and what notebook 11 puts a classifier on."""
         return self._hidden(idx, mask, False)[0]
 
-    def _hidden(self, idx, mask, return_attention: bool):
+    def _check_ids(self, idx, start: int = 0) -> None:
+        """A clear error unless ``idx`` ``(B, T)`` holds token ids that fit the model at positions
+        ``start..start+T-1``."""
         _check_idx(idx)
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence length T={T} must be between 1 and block_size={self.config.block_size}; "
-                             "crop idx to its last block_size tokens")
+        T = idx.shape[1]
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence length T={start + T} must be between 1 and block_size="
+                             f"{self.config.block_size}; crop idx to its last block_size tokens")
         if idx.min() < 0 or idx.max() >= self.config.vocab_size:
             raise ValueError(f"token ids must be in 0..{self.config.vocab_size - 1} (vocab_size), "
                              f"got values from {int(idx.min())} to {int(idx.max())}")
-        mask = causal_mask(T, idx.device) if mask is None else _check_mask(mask, B, T).to(idx.device)
+
+    def _hidden(self, idx, mask, return_attention: bool):
+        self._check_ids(idx)
+        B, T = idx.shape
+        if mask is not None:
+            mask = _check_mask(mask, B, T).to(idx.device)
+            if mask.dim() == 2 and torch.equal(mask, causal_mask(T, idx.device)):
+                mask = None                          # the causal mask: attention's causal fast path
 
         positions = torch.arange(T, device=idx.device)
         x = self.drop(self.token_embedding(idx) + self.position_embedding(positions))  # (B, T, C)
@@ -280,14 +344,34 @@ class GPT(nn.Module):
             attention.append(weights)
         return self.ln_f(x), (torch.stack(attention) if return_attention else None)
 
+    def _last_logits_cached(self, idx, start: int, caches: list):
+        """``(logits (B, vocab_size) of the last position, caches)`` for the new tokens ``idx``
+        ``(B, t)`` at positions ``start..start+t-1``, the keys and values of positions
+        ``0..start-1`` of every block in ``caches`` (one entry per block; ``None`` when empty)."""
+        self._check_ids(idx, start)
+        positions = torch.arange(start, start + idx.shape[1], device=idx.device)
+        x = self.token_embedding(idx) + self.position_embedding(positions)           # (B, t, C)
+        new_caches = []
+        for block, cache in zip(self.blocks, caches):
+            x, cache = block.forward_cached(x, cache)
+            new_caches.append(cache)
+        return self.lm_head(self.ln_f(x[:, -1])), new_caches
+
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k=None, generator=None):
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k=None, generator=None,
+                 use_cache: bool = True):
         """Extend ``idx`` ``(B, T)`` by ``max_new_tokens`` sampled tokens -> ``(B, T + max_new_tokens)``.
 
         Each step feeds the last ``block_size`` tokens, divides the last position's logits by
         ``temperature`` (> 0; small = nearly greedy), keeps the ``top_k`` most likely tokens (if
         given; ``top_k=1`` is greedy decoding) and samples with ``generator`` (a seeded
         ``torch.Generator`` makes it repeatable). Call ``model.eval()`` first if dropout > 0.
+
+        **KV cache** (``use_cache=True``, in eval mode or without dropout): while the text fits in
+        ``block_size``, each step feeds only the new token and reuses the keys and values of the
+        earlier ones, so a step costs the same however long the text is; once the window slides,
+        every position moves (learned positions), all keys change, and each step recomputes the
+        window as without the cache. Same tokens either way (to float round-off in the logits).
 
         A temperature so small that ``logits / temperature`` overflows (about ``1e-37`` or less in
         float32) samples from the limit of the softmax as the temperature goes to 0: the most
@@ -299,9 +383,15 @@ class GPT(nn.Module):
             top_k = whole_number(top_k, "top_k", 1, hint=" (or None for all tokens)")
         whole_number(max_new_tokens, "max_new_tokens", 0)
         _check_idx(idx)
+        use_cache = use_cache and not (self.training and self.config.dropout > 0)
+        caches, cached = [None] * len(self.blocks), 0        # keys and values of idx[:, :cached]
         for _ in range(max_new_tokens):
-            logits, _ = self(idx[:, -self.config.block_size:])
-            probs = _next_token_probs(logits[:, -1, :], temperature, top_k)   # (B, V)
+            if use_cache and idx.shape[1] <= self.config.block_size:
+                logits, caches = self._last_logits_cached(idx[:, cached:], cached, caches)
+                cached = idx.shape[1]
+            else:
+                logits = self(idx[:, -self.config.block_size:])[0][:, -1, :]
+            probs = _next_token_probs(logits, temperature, top_k)                    # (B, V)
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)   # (B, 1)
             idx = torch.cat((idx, next_id), dim=1)
         return idx

@@ -2,7 +2,8 @@
 them for a few seconds of training), the full loop with schedule and checkpoints, :func:`train`
 (notebook 09_pretraining; notebook 12 trains its three objectives with it), and the short loop
 of fine-tuning, :func:`fit` (notebooks 11 and 12). Checkpoints are written and read by
-``helpers/checkpoints.py``.
+``helpers/checkpoints.py``. The same :func:`train` runs on a GPU and, started by ``torchrun``,
+on many processes (:func:`start_processes`; the README's "Scaling up").
 
 A language model learns from **windows** of text: ``block_size`` tokens in, the same window
 shifted by one token as the targets, so every position is a next-token prediction:
@@ -16,10 +17,13 @@ A batch is ``batch_size`` such windows starting at random places: ``x`` and ``y`
 
 import contextlib
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from helpers import gpt
@@ -59,11 +63,12 @@ def estimate_loss(model, ids: torch.Tensor, batch_size: int = 32, batches: int =
     The model is put in eval mode for the measurement and back in the mode it was in.
     """
     generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     with evaluating(model):
         losses = []
         for _ in range(batches):
             x, y = random_batch(ids, batch_size, model.config.block_size, generator)
-            losses.append(model(x, y)[1].item())
+            losses.append(model(x.to(device), y.to(device))[1].item())
     return sum(losses) / len(losses)
 
 
@@ -112,12 +117,22 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return config.min_lr + 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))) * (config.lr - config.min_lr)
 
 
+def adamw(params, **settings) -> torch.optim.AdamW:
+    """``torch.optim.AdamW(params, **settings)`` in PyTorch's **fused** implementation (one kernel
+    updates each tensor, instead of a dozen small operations per tensor) where this PyTorch
+    offers it for these tensors (CPU since 2.4, CUDA), else the standard one. Same update."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **settings)
+    except (RuntimeError, TypeError, ValueError):        # an older PyTorch, or a device without it
+        return torch.optim.AdamW(params, **settings)
+
+
 def make_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on the matrices (embeddings included), not on biases and layer-norm gains."""
     matrices = [p for p in model.parameters() if p.dim() >= 2]
     others = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": matrices, "weight_decay": config.weight_decay}, {"params": others, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.beta2))
+    return adamw(groups, lr=config.lr, betas=(0.9, config.beta2))
 
 
 class TrainingDiverged(RuntimeError):
@@ -133,10 +148,14 @@ def _diverged(value: float, limit: float) -> str | None:
 
 
 def _update(model, optimizer, loss, grad_clip: float) -> None:
-    """One step down the gradient of ``loss``: backward, the gradient's global norm clipped to
-    ``grad_clip`` (0 = no clipping), the optimizer's update. Shared by :func:`train` and :func:`fit`."""
+    """One step down the gradient of ``loss``: backward, then :func:`_step`. Used by :func:`fit`."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    _step(model, optimizer, grad_clip)
+
+
+def _step(model, optimizer, grad_clip: float) -> None:
+    """The gradient's global norm clipped to ``grad_clip`` (0 = no clipping), then the optimizer's update."""
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -144,7 +163,7 @@ def _update(model, optimizer, loss, grad_clip: float) -> None:
 
 def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, resume: bool = False,
           progress: bool = True, tokenizer_chars: str | None = None, on_eval=None, snapshots=None,
-          make_batch=None, measure=None, stop_after: int | None = None) -> dict:
+          make_batch=None, measure=None, stop_after: int | None = None, micro_batch: int | None = None) -> dict:
     """Train ``model`` on random windows of ``train_ids``; returns the history
     ``{"step": [...], "train": [...], "val": [...]}`` of the held-out measurements.
 
@@ -163,7 +182,19 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
     numbers to record instead of the two losses, ``{name: number}``, given the training losses of
     the steps since the last measurement. ``stop_after`` ends the run (measured, and saved) after
     that many steps of the same schedule: a short run repeats the start of the full one.
+
+    The model trains on the device it is on (batches follow it), under bfloat16 autocast on a
+    GPU that has it. Started by ``torchrun`` (:func:`start_processes`), every process runs this
+    same loop on the same model, wrapped in ``DistributedDataParallel``: each step's batch of
+    ``config.batch_size`` windows is drawn once from the run's generator (the same in every
+    process) and process ``r`` of ``N`` takes its ``r``-th share; ``micro_batch`` (windows per
+    forward pass, default the whole share) splits a share into parts whose gradients add up
+    (gradient accumulation). Whatever ``N`` and ``micro_batch``, a step sees the same windows
+    and takes the same update (to float round-off), so a checkpoint resumes with any number of
+    processes. Only process 0 saves, calls ``on_eval`` and shows progress.
     """
+    rank, world = _processes()
+    parts = _batch_parts(config.batch_size, micro_batch)              # this process's micro-batches
     last = config.steps if stop_after is None else min(config.steps, gpt.whole_number(stop_after, "stop_after", 1))
     if make_batch is None:
         def make_batch(generator):
@@ -182,10 +213,13 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         history, start = _resume(checkpoint_path, model, config, optimizer, generator, list(history))
         saved_step = start
+    engine = _data_parallel(model) if world > 1 else model            # what the steps call
     model.train()
     limit = 3.0 * math.log(model.config.vocab_size) + 1.0   # far worse than guessing: diverged
-    bar = tqdm(range(start, last), initial=start, total=last, disable=not progress,
+    bar = tqdm(range(start, last), initial=start, total=last, disable=not progress or rank > 0,
                desc="training", unit="step", leave=True)
+    checkpoint_path = checkpoint_path if rank == 0 else None          # one process writes the files
+    snapshots = snapshots if rank == 0 else None
 
     def save(step):
         if checkpoint_path is None:
@@ -199,15 +233,15 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
             lr = learning_rate(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            _, loss = model(*make_batch(generator))
-            value = loss.item()
+            optimizer.zero_grad(set_to_none=True)
+            value = _forward_backward(engine, make_batch(generator), parts)
             what = _diverged(value, limit)
             if what:
                 raise TrainingDiverged(
                     f"the loss {what} at step {step} (learning rate {lr:.2g}): training stopped.\n"
                     f"Try a learning rate 10 times lower (lr={config.lr / 10:.2g})"
                     + (f"; the last good checkpoint is kept in {checkpoint_path}" if checkpoint_path else "."))
-            _update(model, optimizer, loss, config.grad_clip)
+            _step(model, optimizer, config.grad_clip)
             losses.append(value)
             bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.1e}", refresh=False)
             done = step + 1
@@ -222,12 +256,13 @@ def train(model, train_ids, val_ids, config: TrainConfig, checkpoint_path=None, 
                 losses = []
                 save(done)
                 saved_step = done if checkpoint_path is not None else None
-                if on_eval is not None:
+                if on_eval is not None and rank == 0:
                     on_eval(done, history)
     except KeyboardInterrupt:
         kept = (f"; the last checkpoint (step {saved_step}) is in {checkpoint_path}. Run again with resume=True "
                 "to continue" if saved_step else "")
-        print(f"interrupted after {done} steps{kept}.")
+        if rank == 0:
+            print(f"interrupted after {done} steps{kept}.")
     finally:
         bar.close()
         model.eval()
@@ -261,6 +296,100 @@ def _resume(path, model, config: TrainConfig, optimizer, generator, names: list[
     return state["history"], state["step"]
 
 
+# ---------------------------------------------------------------- one step on many processes (torchrun)
+
+def start_processes(device: str = "auto") -> tuple[int, int, torch.device]:
+    """``(rank, number of processes, device)`` for this process. Started by ``torchrun`` (which sets
+    ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``) it joins the others: NCCL between CUDA GPUs, gloo
+    on CPU. Started alone it is process 0 of 1. ``device="auto"``: this process's GPU
+    (``cuda:LOCAL_RANK``) when CUDA is present, else the CPU. :func:`train` then runs
+    data-parallel by itself."""
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local) if device.index is None else device   # one GPU a process
+        if device.index >= torch.cuda.device_count():
+            raise SystemExit(f"process {local} of this machine wants {device}, but it has "
+                             f"{torch.cuda.device_count()} GPU(s): start at most that many (--nproc_per_node)")
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _processes()[0], world, device
+
+
+def end_processes() -> None:
+    """Leave the process group (if :func:`start_processes` joined one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _processes() -> tuple[int, int]:
+    """``(rank, number of processes)``: ``(0, 1)`` unless :func:`start_processes` joined a group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _data_parallel(model):
+    """``model`` wrapped so that backward averages its gradients over every process."""
+    device = next(model.parameters()).device
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _batch_parts(batch_size: int, micro_batch: int | None) -> list[tuple[int, int]]:
+    """The ``(first row, end row)`` of each micro-batch of this process in a batch of ``batch_size``
+    windows shared among the processes, ``micro_batch`` windows each (default: the whole share)."""
+    rank, world = _processes()
+    share = batch_size // world
+    micro = share if micro_batch is None else gpt.whole_number(micro_batch, "micro_batch", 1)
+    if share * world != batch_size or share % micro:
+        raise ValueError(f"a batch of {batch_size} windows cannot be cut into equal shares for {world} "
+                         f"process(es) and micro-batches of {micro} windows: make batch_size a multiple of "
+                         "processes x micro_batch")
+    first = rank * share
+    return [(first + i, first + i + micro) for i in range(0, share, micro)]
+
+
+def _rows(batch, first: int, end: int):
+    """Rows ``first:end`` of each tensor of ``batch``; a ``(T, T)`` mask (no batch rows) is shared."""
+    return [t if t.dtype == torch.bool and t.dim() == 2 else t[first:end] for t in batch]
+
+
+def _forward_backward(engine, batch, parts) -> float:
+    """Forward and backward passes over this process's ``parts`` of ``batch`` (row ranges, from
+    :func:`_batch_parts`), the gradients adding up to those of the mean loss over the whole batch;
+    returns that mean loss over every process (the same number in each)."""
+    device = next(engine.parameters()).device
+    total = torch.zeros((), device=device)
+    for i, (first, end) in enumerate(parts):
+        rows = batch if (first, end) == (0, len(batch[0])) else _rows(batch, first, end)
+        wait = isinstance(engine, DistributedDataParallel) and i < len(parts) - 1
+        with engine.no_sync() if wait else contextlib.nullcontext():   # average gradients once, at the end
+            with autocast(device):
+                _, loss = engine(*_to(rows, device))
+            (loss / len(parts) if len(parts) > 1 else loss).backward()
+        total += loss.detach().float()
+    world = _processes()[1]
+    if world > 1:
+        dist.all_reduce(total)                           # the sum over processes
+    return total.item() / (len(parts) * world)
+
+
+def _to(batch, device) -> list:
+    """The tensors of ``batch`` (a model's arguments) on ``device``; anything else as it is."""
+    return [t.to(device) if isinstance(t, torch.Tensor) else t for t in batch]
+
+
+def autocast(device: torch.device):
+    """bfloat16 autocast on a CUDA GPU that supports it (matmuls in bfloat16, sums and the loss in
+    float32), else nothing: the CPU keeps float32."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 # ---------------------------------------------------------------- the short loop of fine-tuning (notebooks 11-12)
 
 def fit(model, make_batch, steps: int, lr: float, grad_clip: float = 1.0, evaluate=None, eval_at=()) -> int:
@@ -276,13 +405,14 @@ def fit(model, make_batch, steps: int, lr: float, grad_clip: float = 1.0, evalua
     """
     steps = gpt.whole_number(steps, "steps", 0)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    device = next(model.parameters()).device
     model.train()
     done = 0
     try:
         if evaluate is not None and 0 in eval_at:
             evaluate(0)
         for step in range(1, steps + 1):
-            _, loss = model(*make_batch())
+            _, loss = model(*_to(make_batch(), device))
             what = _diverged(loss.item(), math.inf)
             if what:
                 raise TrainingDiverged(f"the loss {what} at step {step}: fine-tuning stopped. Try a learning "
@@ -331,8 +461,8 @@ def full_loss(model, ids: torch.Tensor, batch_size: int = 64) -> float:
             chunk = windows[i: i + batch_size]
             x = torch.stack([ids[s: s + T] for s, T, _ in chunk])
             y = torch.stack([ids[s + 1: s + T + 1] for s, T, _ in chunk])
-            logits, _ = model(x)
-            losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")   # (B, T)
+            logits, _ = model(x.to(next(model.parameters()).device))
+            losses = torch.nn.functional.cross_entropy(logits.cpu().transpose(1, 2), y, reduction="none")  # (B, T)
             for row, (_, T, first) in zip(losses, chunk):
                 total += row[first:].sum().item()
                 count += T - first

@@ -5,6 +5,15 @@ Usage (from the repository root):
     python scripts/make_pretrained.py                 # the shipped model (about 30 minutes on 2 cores)
     python scripts/make_pretrained.py --resume        # continue an interrupted run
     python scripts/make_pretrained.py --steps 200 --out /tmp/try   # a quick try elsewhere
+    torchrun --nproc_per_node=4 scripts/make_pretrained.py         # the same run on 4 GPUs (or processes)
+
+The same command runs on the CPU, on a CUDA GPU (used when present; ``--device cpu`` declines it,
+bfloat16 autocast where the GPU has it) and on N processes started by PyTorch's ``torchrun``
+(``DistributedDataParallel``: NCCL between GPUs, gloo on CPU; add ``--nnodes``, ``--node_rank``
+and ``--rdzv_endpoint`` for several machines). Every step still sees the configured batch,
+shared among the processes (``--micro-batch`` splits each share further: gradient accumulation),
+so the files are the same as a one-process run's, to float round-off; only process 0 prints and
+writes them. A run can resume with another number of processes.
 
 The model and its training are ``helpers.training.SHIPPED_MODEL`` and ``SHIPPED_TRAIN`` (each
 number can be changed with an option: ``--n-embd 128``). Writes ``<out>/gpt_shakespeare.pt``
@@ -18,6 +27,7 @@ versions). The working checkpoint with optimizer state (for ``--resume``) is
 """
 
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -33,11 +43,27 @@ MODEL_SEED = 1337
 
 
 def main(argv=None) -> int:
-    parser = artefacts.command_parser(__file__, __doc__, threads=2)
+    alone = os.environ.get("WORLD_SIZE", "1") == "1"        # torchrun sets WORLD_SIZE
+    parser = artefacts.command_parser(__file__, __doc__, threads=2 if alone else 1)
     parser.add_argument("--resume", action="store_true", help="continue from the working checkpoint")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: a GPU if present)")
+    parser.add_argument("--micro-batch", type=int, default=None,
+                        help="windows per forward pass in each process (default: its whole share of the batch)")
     for key, value in {**MODEL, **TRAIN}.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value)
     args = artefacts.start_command(parser, argv)
+    rank, processes, device = training.start_processes(args.device)
+    try:
+        return run(args, rank, processes, device)
+    finally:
+        training.end_processes()
+
+
+def run(args, rank: int, processes: int, device) -> int:
+    """Train (every process), then evaluate and write the files (process 0)."""
+    def log(line):
+        if rank == 0:
+            print(line, flush=True)
 
     text = data.corpus_text("train")
     tok = tokenizers.CharTokenizer(text)
@@ -47,12 +73,13 @@ def main(argv=None) -> int:
     config = gpt.GPTConfig(vocab_size=tok.vocab_size, **{k: getattr(args, k) for k in MODEL})
     train_config = training.TrainConfig(**{k: getattr(args, k) for k in TRAIN})
     torch.manual_seed(MODEL_SEED)
-    model = gpt.GPT(config)
+    model = gpt.GPT(config).to(device)
     tokens_per_step = train_config.batch_size * config.block_size
     tokens = train_config.steps * tokens_per_step
-    print(f"model: {gpt.count_parameters(config):,} parameters {asdict(config)}")
-    print(f"training: {asdict(train_config)}; {tokens:,} tokens = {tokens / len(train_ids):.1f} passes "
-          f"over {len(train_ids):,} training characters; {args.threads} thread(s)")
+    log(f"model: {gpt.count_parameters(config):,} parameters {asdict(config)}")
+    log(f"training: {asdict(train_config)}; {tokens:,} tokens = {tokens / len(train_ids):.1f} passes "
+        f"over {len(train_ids):,} training characters; {processes} process(es) on {device}, "
+        f"{args.threads} thread(s) each")
 
     work = args.out / f".{NAME}.work.pt"
     final = args.out / f"{NAME}.pt"
@@ -65,11 +92,14 @@ def main(argv=None) -> int:
 
     history = training.train(model, train_ids, val_ids, train_config, checkpoint_path=work, resume=args.resume,
                              progress=sys.stderr.isatty(), tokenizer_chars="".join(tok.chars), on_eval=report,
-                             snapshots={s: args.out / f"{NAME}.step{s:06d}.pt" for s in SNAPSHOTS if s < train_config.steps})
+                             snapshots={s: args.out / f"{NAME}.step{s:06d}.pt" for s in SNAPSHOTS if s < train_config.steps},
+                             micro_batch=args.micro_batch)
     wall = time.perf_counter() - started                  # the training run, evaluations included
     if not history["step"] or history["step"][-1] != train_config.steps:
-        print("training did not finish; nothing shipped. Continue with --resume.")
+        log("training did not finish; nothing shipped. Continue with --resume.")
         return 1
+    if rank > 0:
+        return 0
     checkpoints.save_checkpoint(final, model, train_config, train_config.steps, history,
                                 tokenizer_chars="".join(tok.chars), precision="float16")
     shipped, _ = checkpoints.load_model(final)            # evaluate exactly what ships (float16 weights)
@@ -78,7 +108,8 @@ def main(argv=None) -> int:
     record = {**artefacts.provenance(seconds=time.perf_counter() - started, seed=MODEL_SEED, argv=args.argv),
               "model_config": asdict(config), "train_config": asdict(train_config),
               "parameters": gpt.count_parameters(config), "tokens_seen": tokens,
-              "training_wall_seconds": round(wall, 1), "resumed": args.resume, "history": history,
+              "training_wall_seconds": round(wall, 1), "processes": processes, "device": device.type,
+              "resumed": args.resume, "history": history,
               "final_loss_nats_per_char": {k: round(v, 4) for k, v in losses.items()},
               "final_bits_per_char": {k: round(v / math.log(2), 4) for k, v in losses.items()},
               "final_perplexity": {k: round(math.exp(v), 3) for k, v in losses.items()},

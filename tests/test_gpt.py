@@ -266,10 +266,94 @@ def test_layernorm_equals_torch_in_float32(bias):
     assert_layernorms_agree(ours, theirs, torch.randn(4, 16, 128) * 2 + 1)
 
 
-def test_model_uses_our_layernorm():
+def test_model_uses_the_fused_twin_of_our_layernorm():
     model = tiny()
-    assert isinstance(model.ln_f, gpt.LayerNorm) and isinstance(model.blocks[0].ln_1, gpt.LayerNorm)
+    norms = [model.ln_f] + [block.ln_1 for block in model.blocks] + [block.ln_2 for block in model.blocks]
+    assert all(type(norm) is gpt.FusedLayerNorm and isinstance(norm, gpt.LayerNorm) for norm in norms)
     assert not any(isinstance(m, nn.LayerNorm) for m in model.modules())
+
+
+def fused_pair(width, bias, dtype):
+    """Our written-out LayerNorm and its fused twin with the same (non-trivial) weight and bias."""
+    ours, _ = layernorm_pair(width, bias, dtype)
+    fused = gpt.FusedLayerNorm(width, bias=bias).to(dtype)
+    fused.load_state_dict(ours.state_dict())
+    return ours, fused
+
+
+@settings(max_examples=50)
+@given(st.integers(1, 4), st.integers(2, 40), st.floats(0.01, 100), st.booleans())
+def test_fused_layernorm_equals_the_written_out_one_values_and_gradients(rows, width, scale, bias):
+    torch.manual_seed(rows * 100 + width)
+    ours, fused = fused_pair(width, bias, torch.float64)
+    x = torch.randn(rows, 3, width, dtype=torch.float64) * scale + 3.0
+    assert_layernorms_agree(ours, fused, x, atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_layernorm_equals_the_written_out_one_in_float32(bias):
+    torch.manual_seed(0)
+    assert_layernorms_agree(*fused_pair(128, bias, torch.float32), torch.randn(4, 16, 128) * 2 + 1)
+
+
+def written_out(model):
+    """A copy of ``model`` with every fast kernel swapped for its written-out twin: layer norms
+    computed op by op, attention from scratch with a mask tensor."""
+    other = twin(model, use_sdpa=False)
+    for module in other.modules():
+        if type(module) is gpt.FusedLayerNorm:
+            module.__class__ = gpt.LayerNorm
+    return other
+
+
+def test_the_fast_model_equals_its_written_out_twin_values_and_gradients():
+    fast = tiny(n_embd=32, n_head=4, dropout=0.0)
+    slow = written_out(fast)
+    assert not any(type(m) is gpt.FusedLayerNorm for m in slow.modules())
+    idx = torch.randint(0, 11, (3, 8), generator=torch.Generator().manual_seed(0))
+    for mask in (None, gpt.permutation_mask([3, 7, 0, 5, 1, 6, 2, 4])):
+        (a, loss_a), (b, loss_b) = fast(idx, idx, mask=mask), slow(idx, idx, mask=mask)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        fast.zero_grad(), slow.zero_grad()
+        loss_a.backward(), loss_b.backward()
+        for (name, p), q in zip(fast.named_parameters(), slow.parameters()):
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_shipped_checkpoints_give_the_written_out_models_logits():
+    """data/*.pt load unchanged (same parameter names) and the fast kernels give their logits."""
+    from helpers import checkpoints
+    from helpers.paths import DATA_DIR
+
+    for name in ("gpt_shakespeare.pt", "family_permutation.pt"):
+        model, _ = checkpoints.load_model(DATA_DIR / name)
+        idx = torch.randint(0, model.config.vocab_size, (2, model.config.block_size),
+                            generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(model(idx)[0], written_out(model).eval()(idx)[0], atol=1e-4, rtol=1e-5)
+
+
+def test_the_causal_mask_takes_the_causal_kernel_and_other_masks_are_passed_on(monkeypatch):
+    calls = []
+    original = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, **kwargs):
+        calls.append((attn_mask is None, is_causal))
+        return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model = tiny()                                           # 2 layers
+    idx = torch.randint(0, 11, (2, 8))
+    for mask, expected in [(None, (True, True)), (gpt.causal_mask(8), (True, True)),
+                           (gpt.bidirectional_mask(8), (False, False)),
+                           (gpt.causal_mask(8).expand(2, 8, 8), (False, False))]:
+        calls.clear()
+        model(idx, mask=mask)
+        assert calls == [expected] * 2, mask
+
+
+def test_no_dropout_layer_is_called_when_dropout_is_zero():
+    assert not any(isinstance(m, nn.Dropout) for m in tiny(dropout=0.0).modules())
+    assert sum(isinstance(m, nn.Dropout) for m in tiny(dropout=0.1).modules()) == 1 + 2 * 3   # embeddings + 3 a block
 
 
 # ---------------------------------------------------------------- loss
@@ -375,6 +459,59 @@ def test_generate_crops_context_to_block_size():
     cropped = model.generate(long_idx[:, -8:], 5, generator=torch.Generator().manual_seed(3))
     assert out.shape == (2, 25)
     assert torch.equal(out[:, 20:], cropped[:, 8:])
+
+
+# ---------------------------------------------------------------- generation with a KV cache
+
+@pytest.mark.parametrize("use_sdpa", [True, False])
+def test_the_kv_cache_gives_the_same_tokens_as_recomputing(use_sdpa):
+    model = tiny(n_embd=32, n_head=4, use_sdpa=use_sdpa).eval()            # block_size 8
+    for prompt_length, new, top_k in [(1, 20, None), (3, 4, 2), (8, 3, None), (12, 6, 5)]:
+        idx = torch.randint(0, 11, (3, prompt_length), generator=torch.Generator().manual_seed(prompt_length))
+        cached, recomputed = (model.generate(idx, new, temperature=1.5, top_k=top_k, use_cache=use_cache,
+                                             generator=torch.Generator().manual_seed(7)) for use_cache in (True, False))
+        assert torch.equal(cached, recomputed), (prompt_length, new)
+
+
+def test_the_cached_logits_equal_the_whole_windows_logits():
+    model = tiny(n_embd=32, n_head=4).eval()
+    idx = torch.randint(0, 11, (2, 8), generator=torch.Generator().manual_seed(0))
+    logits, caches = model._last_logits_cached(idx[:, :3], 0, [None, None])          # the prompt
+    torch.testing.assert_close(logits, model(idx[:, :3])[0][:, -1], atol=1e-5, rtol=1e-5)
+    for t in range(3, 8):                                                               # then one at a time
+        logits, caches = model._last_logits_cached(idx[:, t:t + 1], t, caches)
+        assert caches[0][0].shape == (2, 4, t + 1, 8)                                   # (B, heads, seen, d)
+        torch.testing.assert_close(logits, model(idx[:, :t + 1])[0][:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_with_the_cache_each_step_feeds_one_token_until_the_window_slides():
+    model = tiny(block_size=8).eval()
+    fed = []
+    model.token_embedding.register_forward_hook(lambda module, args, out: fed.append(args[0].shape[1]))
+    model.generate(torch.zeros(1, 3, dtype=torch.long), 8)
+    assert fed == [3, 1, 1, 1, 1, 1, 8, 8]            # the prompt, then one token each, then whole windows
+    fed.clear()
+    model.generate(torch.zeros(1, 3, dtype=torch.long), 8, use_cache=False)
+    assert fed == [3, 4, 5, 6, 7, 8, 8, 8]
+
+
+def test_the_shipped_model_samples_the_same_text_with_the_cache():
+    from helpers import checkpoints
+    from helpers.paths import DATA_DIR
+
+    model, _ = checkpoints.load_model(DATA_DIR / "gpt_shakespeare.pt")                # block_size 128
+    prompt = torch.randint(0, model.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(0))
+    cached, recomputed = (model.generate(prompt, 140, temperature=0.8, use_cache=use_cache,
+                                         generator=torch.Generator().manual_seed(1)) for use_cache in (True, False))
+    assert torch.equal(cached, recomputed)
+
+
+def test_a_model_training_with_dropout_generates_without_the_cache():
+    model = tiny(dropout=0.5).train()
+    fed = []
+    model.token_embedding.register_forward_hook(lambda module, args, out: fed.append(args[0].shape[1]))
+    model.generate(torch.zeros(1, 2, dtype=torch.long), 3)
+    assert fed == [2, 3, 4]
 
 
 def test_model_moves_with_to():

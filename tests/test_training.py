@@ -362,3 +362,31 @@ def test_a_partial_file_is_replaced_by_the_complete_one(tmp_path):
     assert not path.exists()
     artefacts.finish_partial(path, {"runs": 2})
     assert json.loads(path.read_text()) == {"runs": 2} and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_the_optimizer_is_fused_where_pytorch_offers_it_and_plain_elsewhere(monkeypatch):
+    model, config = tiny_model(), training.TrainConfig()
+    optimizer = training.make_optimizer(model, config)
+    assert optimizer.defaults["fused"] is True                     # PyTorch >= 2.4 on the CPU
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [config.weight_decay, 0.0]
+    plain = torch.optim.AdamW
+
+    def no_fused(params, fused=None, **settings):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return plain(params, **settings)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    optimizer = training.make_optimizer(model, config)
+    assert not optimizer.defaults["fused"] and optimizer.param_groups[0]["betas"] == (0.9, config.beta2)
+
+
+def test_fused_and_plain_adamw_take_the_same_steps(monkeypatch):
+    ids = tiny_data()
+    config = training.TrainConfig(steps=20, batch_size=8, lr=1e-2, min_lr=1e-3, warmup_steps=5, eval_every=10)
+    fused = tiny_model()
+    training.train(fused, ids, ids, config, progress=False)
+    plain = tiny_model()
+    monkeypatch.setattr(training, "adamw", lambda params, **settings: torch.optim.AdamW(params, **settings))
+    training.train(plain, ids, ids, config, progress=False)
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=0) for a, b in zip(fused.parameters(), plain.parameters()))
