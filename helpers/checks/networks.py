@@ -252,8 +252,9 @@ def dense_layer(fn) -> CheckResult:
         label = f"a hidden batch X of shape ({n}, {d_in}), W of shape ({d_in}, {d_out})"
         cases.append(Case((X, W, b), X @ W + b, label, _dense_compare(X, W, b, room)))
     return run_checks("dense_layer", fn, cases, hint=[
-        "think in shapes: X is (n, d_in), W is (d_in, d_out), the answer (n, d_out). Then follow one "
-        "output H[i, j] through the loops: how many times is b[j] added?",
+        "think in shapes: X is (n, d_in), W is (d_in, d_out), the answer (n, d_out). Which of W's "
+        "dimensions is d_out?",
+        "follow one output H[i, j] through the loops by hand: how many times is b[j] added to it?",
         "d_out is the number of columns of W (W.shape[1]); the bias belongs to the output H[i, j], so "
         "add it once, after the loop over k, not inside it.",
         "H[i, j] = sum over k of X[i, k] * W[k, j], plus b[j] once; or the whole layer at once: "
@@ -470,9 +471,10 @@ def numerical_gradient(fn) -> CheckResult:
              Case((_wavy, p4), central, "a hidden function of a (2, 3) array, called with eps=0.01",
                   compare_naming_slips(slips, atol=1e-8, rtol=1e-8), kwargs={"eps": 0.01})]
     return run_checks("numerical_gradient", fn, cases, hint=[
-        "a derivative is a slope: change one parameter a little and see how much f changes.",
-        "use a central difference, (f(p + eps) - f(p - eps)) / (2 eps), one parameter at a time, on a"
-        " copy of params.",
+        "try it on f(p) = p[0] ** 2 at p = [3.0], where the slope is 6: at which two points is f "
+        "evaluated, and how far apart are they?",
+        "what is params[i] when params is a matrix, and whose array is being nudged: a copy, or the "
+        "caller's?",
         "for each entry i: nudge params[i] up by eps and down by eps on a copy, take (f(up) - "
         "f(down)) / (2 * eps); return an array shaped like params."])
 
@@ -597,9 +599,8 @@ def fit_numerically(fn) -> CheckResult:
     return run_checks("fit_numerically", fn, cases, hint=[
         "three things each step: a gradient, a step against it, the new loss. And one more check before "
         "the next step: has the loss blown up?",
-        "params = a float copy of start; losses = [loss_fn(params)]; each step: grad = "
-        "gd.numerical_gradient(loss_fn, params), params = params - learning_rate * grad, append the new loss; "
-        "stop (break) when it is not finite (np.isfinite) or above blow_up * losses[0].",
+        "gd.numerical_gradient gives the gradient; the guard goes after each new loss is recorded, "
+        "and compares it with the first loss (and with infinity).",
         "params = np.array(start, dtype=float); losses = [loss_fn(params)]; for _ in range(steps): params = "
         "params - learning_rate * gd.numerical_gradient(loss_fn, params); loss = loss_fn(params); "
         "losses.append(loss); if not np.isfinite(loss) or loss > blow_up * losses[0]: break. "
@@ -1226,9 +1227,8 @@ def train_loop(fn) -> CheckResult:
     return run_checks("train_loop", learners if callable(fn) else fn, cases, hint=[
         "each epoch has two parts: training on every batch, then one measurement on the validation "
         "data. Which mode does each part need, and what does each batch step need?",
-        "per epoch: model.train(); for each (xb, yb): loss, optimizer.zero_grad(), loss.backward(), "
-        "optimizer.step(), and keep loss.item(); then append the mean of those numbers, and measure "
-        "the validation loss inside `with training.evaluating(model), torch.no_grad():`.",
+        "training: every batch needs its gradients cleared, computed and used, in that order; the "
+        "epoch's training loss is the mean over its batches. Measuring: no dropout, and no graph.",
         "for _ in range(epochs): model.train(); losses = []; for xb, yb in loader: loss = loss_fn(model(xb), "
         "yb); optimizer.zero_grad(); loss.backward(); optimizer.step(); losses.append(loss.item()). Then "
         "train_losses.append(sum(losses) / len(losses)); with training.evaluating(model), torch.no_grad(): "
@@ -1323,8 +1323,8 @@ def predict_dropout_mean(fn) -> CheckResult:
         why="Dropout zeroes each value with probability p = 0.5 and multiplies the survivors by "
             "1 / (1 - p) = 2, so the mean stays 1. In eval mode dropout does nothing, so the next layer "
             "sees values of the same average size in both modes.",
-        hint=["what would eval mode (no dropout at all) give? Training must not change the average size "
-              "the next layer sees.",
+        hint=["in eval mode dropout does nothing. Would the next layer, trained on inputs with half the "
+              "values set to 0, still work then, unless something else changes in train mode?",
               "half the values become 0; what must happen to the other half for the mean to stay put?"])
 
 
