@@ -391,7 +391,7 @@ class GPT(nn.Module):
                 cached = idx.shape[1]
             else:
                 logits = self(idx[:, -self.config.block_size:])[0][:, -1, :]
-            probs = _next_token_probs(logits, temperature, top_k)                    # (B, V)
+            probs = next_token_probs(logits, temperature, top_k)                    # (B, V)
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)   # (B, 1)
             idx = torch.cat((idx, next_id), dim=1)
         return idx
@@ -424,7 +424,7 @@ def _check_targets(targets, shape, vocab_size: int) -> None:
                          f"position); got {bad}")
 
 
-def _next_token_probs(logits, temperature: float, top_k) -> torch.Tensor:
+def next_token_probs(logits, temperature: float, top_k) -> torch.Tensor:
     """``(B, V)`` sampling probabilities from the last position's ``logits``: divided by
     ``temperature``, cut to the ``top_k`` best, softmax. Rows where the division overflowed
     (a temperature near 0) get the limit instead: all the probability on the best token(s)."""

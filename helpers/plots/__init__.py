@@ -11,6 +11,7 @@ module                   serves
 ``plots.transformer``    part 3, notebooks 07-08 (attention, the transformer)
 ``plots.pretraining``    part 4, notebooks 09-10 (pretraining, evaluation and data)
 ``plots.adaptation``     part 5, notebooks 11-12 (fine-tuning, model families)
+``plots.real_llm``       notebook 14 (a real LLM)
 =======================  =====================================================================
 
 Notebooks write ``from helpers import plots`` and call ``plots.make_...``: every name they use
@@ -45,3 +46,8 @@ from helpers.plots.pretraining import (SWEEP_FAMILIES, SWEEP_LABELS, make_genera
 from helpers.families import MASK_KINDS, family_mask            # not a figure: notebook 12 reaches it here
 from helpers.plots.adaptation import (METHOD_COLOURS, METHOD_LABELS, confusion_figure, make_finetune_explorer,
                                       make_mask_explorer)
+
+
+# notebook 14: a real LLM
+from helpers.plots.real_llm import (make_attention_map, make_logit_lens, make_next_token_explorer, make_q4_block,
+                                    make_rope_figure, make_step_times, token_labels)
