@@ -48,6 +48,7 @@ DRIVEN = {
     "10_evaluation_and_data.ipynb": "select:model size",
     "11_fine_tuning.ipynb": "select:lora",
     "12_model_families.ipynb": "select:bidirectional (BERT)",
+    "13_base_model_to_assistant.ipynb": "select:shout: So all hail, Macbeth and Banquo!",
 }
 
 

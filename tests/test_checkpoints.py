@@ -173,6 +173,17 @@ def test_older_files_without_optional_entries_still_load(good_checkpoint):
 def test_shipped_checkpoints_pass_the_checks():
     from helpers.paths import DATA_DIR
 
-    for path in sorted(DATA_DIR.glob("*.pt")):
-        if "lora" not in path.name:
+    from helpers import lora, preferences
+
+    kinds = {}
+    for path in sorted(DATA_DIR.glob("*.pt")):          # each file by the loader of its format
+        kind = torch.load(path, map_location="cpu", weights_only=True)["format"]
+        kinds[path.name] = kind
+        if kind == checkpoints.FORMAT:
             checkpoints.load_model(path)
+        elif kind == preferences.REWARD_FORMAT:          # a head on the SFT model it was trained on
+            preferences.load_reward_model(path, preferences.load_stage("SFT")[0])
+        else:
+            assert kind == lora.ADAPTER_FORMAT, f"{path.name}: unknown format {kind!r}"
+            lora.load_adapter(path)
+    assert kinds["gpt_shakespeare.pt"] == checkpoints.FORMAT

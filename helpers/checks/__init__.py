@@ -19,6 +19,7 @@ module                     holds
 ``checks.transformer``     part 3: 07_attention, 08_the_transformer
 ``checks.pretraining``     part 4: 09_pretraining, 10_evaluation_and_data
 ``checks.adaptation``      part 5: 11_fine_tuning, 12_model_families
+``checks.assistant``       13_base_model_to_assistant
 ``checks.real_llm``        14_a_real_llm
 =========================  ===================================================================
 
@@ -75,6 +76,8 @@ from helpers.checks.pretraining import clip_by_global_norm, deduplicate, fit_pow
 # part 5: adaptation (notebooks 11-12)
 from helpers.checks.adaptation import confusion_matrix, dialogue_pairs, lora_parameter_count, permutation_mask
 
+# notebook 13: from a base model to an assistant
+from helpers.checks.assistant import beta_to_zero, dpo_loss, eval_prompt, sft_targets
 
 # notebook 14: a real LLM
 from helpers.checks.real_llm import gqa_cached_step, kv_cache_size, rope_attention, rotary_embedding

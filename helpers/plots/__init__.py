@@ -11,6 +11,7 @@ module                   serves
 ``plots.transformer``    part 3, notebooks 07-08 (attention, the transformer)
 ``plots.pretraining``    part 4, notebooks 09-10 (pretraining, evaluation and data)
 ``plots.adaptation``     part 5, notebooks 11-12 (fine-tuning, model families)
+``plots.assistant``      notebook 13 (from a base model to an assistant)
 ``plots.real_llm``       notebook 14 (a real LLM)
 =======================  =====================================================================
 
@@ -47,6 +48,9 @@ from helpers.families import MASK_KINDS, family_mask            # not a figure: 
 from helpers.plots.adaptation import (METHOD_COLOURS, METHOD_LABELS, confusion_figure, make_finetune_explorer,
                                       make_mask_explorer)
 
+# notebook 13: from a base model to an assistant
+from helpers.plots.assistant import (EXPLORER_PROMPTS, make_best_of_n, make_beta_sweep, make_chat_explorer,
+                                     make_loss_mask, make_rlhf_diagram, make_sft_scores)
 
 # notebook 14: a real LLM
 from helpers.plots.real_llm import (make_attention_map, make_logit_lens, make_next_token_explorer, make_q4_block,
