@@ -1,6 +1,7 @@
 """Strip noise from notebooks while keeping the outputs nbval compares.
 
-Removes widget state and per-cell execution timing metadata; keeps outputs and
+Removes widget state and per-cell execution timing metadata; collapses the source of cells
+tagged ``verify`` (they only check the prose's claims); keeps outputs and
 execution counts; gives exercise and checker cells nbgrader's metadata (helpers.student).
 Usage: python .ci/clean_notebooks.py notebooks/*.ipynb
 """
@@ -26,6 +27,8 @@ def clean(path: str) -> bool:
     for cell in nb.cells:
         for key in NOISY_CELL_KEYS:
             cell.metadata.pop(key, None)
+        if "verify" in cell.metadata.get("tags", []):
+            cell.metadata["jupyter"] = {"source_hidden": True}  # a cell that only checks claims
     nbgrader_metadata(nb)
     after = nbformat.writes(nb)
     if after != before:

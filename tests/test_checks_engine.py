@@ -12,6 +12,7 @@ import threading
 import time
 
 import nbformat
+from pathlib import Path
 import numpy as np
 import pytest
 import torch
@@ -843,3 +844,30 @@ def test_under_nbgrader_a_failed_check_raises_after_printing_and_a_pass_does_not
 def test_outside_nbgrader_a_failed_check_only_prints(monkeypatch):
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     assert not checks.dot(lambda w, x: w * x).passed
+
+
+def test_verify_is_silent_when_a_claim_holds_and_names_it_when_not(capsys):
+    assert checks.verify("two is more than one", 2 > 1) is None
+    assert capsys.readouterr().out == ""
+    with pytest.raises(checks.ClaimFailed, match="the loss falls below 2.0"):
+        checks.verify("the loss falls below 2.0", 2.3 < 2.0)
+    with pytest.raises(AssertionError):  # a plain assert's type, so nbval reports it as a failure
+        checks.verify("an empty list is something", [])
+
+
+def test_cleaner_collapses_cells_tagged_verify(tmp_path):
+    import importlib.util
+    import nbformat
+    cleaner = Path(__file__).parents[1] / ".ci" / "clean_notebooks.py"
+    spec = importlib.util.spec_from_file_location("clean_notebooks", cleaner)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("checks.verify('x', True)", metadata={"tags": ["verify"]}),
+                nbformat.v4.new_code_cell("print(1)")]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    module.clean(str(path))
+    cells = nbformat.read(path, as_version=4).cells
+    assert cells[0].metadata["jupyter"] == {"source_hidden": True}
+    assert "jupyter" not in cells[1].metadata

@@ -46,6 +46,11 @@ Hints come in tiers. A checker's hint is one sentence or a list from a nudge to 
 the first failed run prints the nudge, each later failed run the next tier, and
 ``checks.hint("name")`` asks for the next one without running the check again.
 
+Claims in the prose are checked quietly with ``checks.verify("claim in words", condition)``:
+silent when the claim holds, a ``ClaimFailed`` naming the sentence when it does not. A code cell
+that only verifies claims carries the cell tag ``verify``, and ``.ci/clean_notebooks.py``
+collapses its source in JupyterLab.
+
 The time limit is one setting, ``checks.timing.TIME_LIMIT`` (seconds per case), read each
 time a checker runs: ``checks.timing.TIME_LIMIT = 5`` gives a slow computer more time.
 """
@@ -53,7 +58,8 @@ time a checker runs: ``checks.timing.TIME_LIMIT = 5`` gives a slow computer more
 # the engine (every notebook)
 from helpers.checks import timing
 from helpers.checks.compare import as_array, compare_arrays, compare_scalar, named_slip
-from helpers.checks.engine import CHECKERS, Case, CheckResult, check_prediction, checker, hint, run_checks
+from helpers.checks.engine import (CHECKERS, Case, CheckResult, ClaimFailed, check_prediction, checker, hint,
+                                   run_checks, verify)
 
 # part 1: networks (notebooks 00-04)
 from helpers.checks.networks import (bce_with_logits, dense_layer, dot, evaluate, find_crossing, fit_numerically,

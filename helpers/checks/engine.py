@@ -110,6 +110,22 @@ class CheckFailed(AssertionError):
     sets ``NBGRADER_EXECUTION``): an error in a test cell is how nbgrader scores it 0."""
 
 
+class ClaimFailed(AssertionError):
+    """Raised by :func:`verify` when a claim the notebook's prose makes does not hold on this run."""
+
+
+def verify(claim: str, holds) -> None:
+    """Check one claim the prose makes, quietly: nothing happens when it holds.
+
+    Notebooks state a result in words and prove it in one line right after it, so the reading
+    flow stays the explanation: ``checks.verify("the loss falls below 2.0", loss < 2.0)``.
+    When the claim fails on a learner's machine, the error says which sentence is wrong.
+    """
+    if not bool(holds):
+        raise ClaimFailed(f"The notebook says: {claim!r}, but on this run it does not hold. "
+                          "Please report it (with your computer and versions) so the text can be fixed.")
+
+
 def _say(name: str, passed: bool, message: str, grading: bool = False) -> CheckResult:
     """Print ``message`` (wrapped) and return it as the verdict of checker ``name``. A failed
     verdict (``grading=True``) raises :class:`CheckFailed` under nbgrader, after printing."""
