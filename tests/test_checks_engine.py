@@ -623,26 +623,8 @@ FLOAT32_ANSWERS = {
     "dense_layer": [lambda X, W, b: f32(X) @ f32(W) + f32(b),
                     lambda X, W, b: (torch.Tensor(X) @ torch.Tensor(W) + torch.Tensor(b)).numpy(),  # from the issue
                     lambda X, W, b: (f32(X) @ f32(W) + f32(b)).tolist()],
-    "two_layer_forward": [lambda X, W1, b1, W2, b2: sigmoid32(np.maximum(0, f32(X) @ f32(W1) + f32(b1)) @ W2 + b2),
-                          lambda X, W1, b1, W2, b2: torch.sigmoid(torch.relu(t32(X) @ t32(W1) + t32(b1))
-                                                                  @ t32(W2) + t32(b2))],
-    "mse": [lambda a, b: np.mean((f32(a) - f32(b)) ** 2),
-            lambda a, b: F.mse_loss(t32(a), t32(b)),
-            lambda a, b: F.mse_loss(t32(a), t32(b)).item()],
-    "gradient_descent_step": [lambda p, g, rate: f32(p) - np.float32(rate) * f32(g),
-                              lambda p, g, rate: t32(p) - rate * t32(g)],
-    "mul_backward": [lambda a, b, g: (np.float32(b) * np.float32(g), np.float32(a) * np.float32(g)),
-                     lambda a, b, g: [t32(b * g), t32(a * g)]],
-    "tanh_backward": [lambda out, g: (1 - np.float32(out) ** 2) * np.float32(g),
-                      lambda out, g: (1 - t32(out) ** 2) * t32(g)],
     "bce_with_logits": [lambda z, y: F.binary_cross_entropy_with_logits(z, y),
                         lambda z, y: (torch.clamp(z, min=0) - z * y + torch.log1p(torch.exp(-z.abs()))).mean()],
-    "perplexity": [lambda loss: np.exp(np.float32(loss)),
-                   lambda loss: torch.exp(torch.as_tensor(loss, dtype=torch.float32))],
-    "mean_nll": [lambda p: -np.mean(np.log(f32(p))),
-                 lambda p: -torch.log(t32(p)).mean()],
-    "softmax_with_temperature": [lambda z, t: softmax32(f32(z) / np.float32(t)),
-                                 lambda z, t: torch.softmax(t32(z) / t, dim=-1)],
     "attention_weights": [attention32,
                           lambda Q, K: torch.softmax(t32(Q) @ t32(K).T / Q.shape[1] ** 0.5, dim=-1)],
     "masked_attention": [lambda Q, K, V, mask: attention32(Q, K, mask) @ f32(V),
@@ -655,7 +637,7 @@ FLOAT32_ANSWERS = {
 }
 
 # The checkers whose hidden cases sum many terms, where float32 rounding shows most: tried on many draws.
-MANY_DRAWS = ["dot", "dense_layer", "two_layer_forward", "attention_weights", "masked_attention", "layer_norm"]
+MANY_DRAWS = ["dot", "dense_layer", "attention_weights", "masked_attention", "layer_norm"]
 
 
 @pytest.mark.parametrize("name, k", [(name, k) for name in FLOAT32_ANSWERS for k in range(len(FLOAT32_ANSWERS[name]))])
@@ -699,14 +681,6 @@ def relu_in_place(z):
     return z
 
 
-def softmax_in_place(logits, temperature):
-    logits /= temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    np.exp(logits, out=logits)
-    logits /= logits.sum(axis=-1, keepdims=True)
-    return logits
-
-
 def layer_norm_in_place(x, gamma, beta, eps=1e-5):
     x -= x.mean(axis=-1, keepdims=True)
     x /= np.sqrt(x.var(axis=-1, keepdims=True) + eps)
@@ -717,7 +691,6 @@ RULE = "do not change the input array in place; return a new array"
 
 
 @pytest.mark.parametrize("checker, fn", [(checks.relu, relu_in_place),
-                                         (checks.softmax_with_temperature, softmax_in_place),
                                          (checks.layer_norm, layer_norm_in_place)])
 def test_answers_that_change_their_input_are_told_the_rule(checker, fn):
     message = checker(fn).message

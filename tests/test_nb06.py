@@ -161,12 +161,6 @@ def test_sampling_explorer_redraws():
 
 
 
-def softmax_in_place(z, t):
-    z /= t
-    z -= z.max(axis=-1, keepdims=True)
-    return np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
-
-
 def sample_right(logits, temperature, top_k, rng):
     z = np.asarray(logits, dtype=float) / temperature
     if top_k is not None and top_k < len(z):
@@ -201,33 +195,15 @@ def bigram_loss_given(W, ids):
     return -log_probs[x, y].mean()
 
 
-RIGHT = [(checks.softmax_with_temperature, lambda z, t: torch.softmax(torch.as_tensor(z) / t, dim=-1)),
-         (checks.sample_next, sample_right), (checks.sample_next, sample_torch),
+RIGHT = [(checks.sample_next, sample_right), (checks.sample_next, sample_torch),
          (checks.sample_next, sample_with_adjust),
          (checks.bigram_loss, bigram_loss_right),
          (checks.bigram_loss, lambda W, ids: -torch.log_softmax(W, dim=-1)[ids[:-1], ids[1:]].mean().item()),
          (checks.bigram_loss,
           lambda W, ids: float(lm.cross_entropy(torch.softmax(W.double(), 1).numpy(), ids.numpy()))),
-         (checks.predict_trigram_loss, lambda: "b"), (checks.predict_trigram_loss, lambda: " B "),
-         (checks.perplexity, lambda loss: math.exp(float(loss))),
-         (checks.mean_nll, lambda p: -np.log(p).mean())]
+         (checks.predict_trigram_loss, lambda: "b"), (checks.predict_trigram_loss, lambda: " B ")]
 
 BROKEN = [
-    (checks.softmax_with_temperature, lambda z, t: np.exp(z / t) / np.exp(z / t).sum(), "last axis"),
-    (checks.softmax_with_temperature, lambda z, t: np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True), "temperature 0.5"),
-    (checks.softmax_with_temperature, lambda z, t: np.exp(z * t) / np.exp(z * t).sum(axis=-1, keepdims=True), "temperature 0.5"),
-    (checks.softmax_with_temperature, softmax_in_place, "changed its input"),
-    (checks.softmax_with_temperature, lambda z, t: np.array([0.090, 0.245, 0.665]), "expected"),   # hard-coded
-    (checks.softmax_with_temperature, forever, "did not finish"),
-    (checks.softmax_with_temperature, stub, "not implemented yet"),
-    (checks.perplexity, lambda loss: 2 ** loss, "expected"),                  # bits, not nats
-    (checks.perplexity, lambda loss: loss.exp(), "raised AttributeError"),    # works for tensors only
-    (checks.perplexity, lambda loss: 78.0, "expected"),                       # hard-coded
-    (checks.perplexity, lambda loss: None, "return"),
-    (checks.mean_nll, lambda p: -np.log(p).sum(), "expected"),
-    (checks.mean_nll, lambda p: -np.log10(p).mean(), "expected"),
-    (checks.mean_nll, lambda p: np.log(p), "a single number"),
-    (checks.mean_nll, stub, "not implemented yet"),
     (checks.sample_next, lambda z, t, k, rng: sample_right(z, 1 / t, k, rng), "multiplied the logits by"),
     (checks.sample_next, lambda z, t, k, rng: sample_right(z, 1.0, k, rng), "ignored the temperature"),
     (checks.sample_next, lambda z, t, k, rng: sample_right(z, t, None, rng), "ignored top_k"),

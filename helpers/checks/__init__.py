@@ -63,15 +63,14 @@ from helpers.checks.engine import (CHECKERS, Case, CheckResult, ClaimFailed, che
 
 # part 1: networks (notebooks 00-04)
 from helpers.checks.networks import (bce_with_logits, dense_layer, dot, evaluate, find_crossing, fit_numerically,
-                                     forward_pass, gradient_descent_step, make_batches, mse, mul_backward,
-                                     noisy_points, numerical_gradient, predict_dropout_mean,
+                                     forward_pass, make_batches, noisy_points, numerical_gradient, predict_dropout_mean,
                                      predict_grad_after_three_steps, predict_steep_direction, predict_step_position,
-                                     predict_used_twice, predict_xor_without_relu, relu, sigmoid, tanh_backward,
-                                     train_loop, train_xor, two_layer_backward, two_layer_forward, value_engine)
+                                     predict_used_twice, predict_xor_without_relu, relu, sigmoid,
+                                     train_loop, train_xor, two_layer_backward, value_engine)
 
 # part 2: text (notebooks 05-06)
-from helpers.checks.text import (bigram_loss, bpe_decode, bpe_encode, mean_nll, merge, pair_counts, perplexity,
-                                 predict_trigram_loss, predict_utf8_bytes, sample_next, softmax_with_temperature)
+from helpers.checks.text import (bigram_loss, bpe_decode, bpe_encode, merge, pair_counts,
+                                 predict_trigram_loss, predict_utf8_bytes, sample_next)
 
 # part 3: the transformer (notebooks 07-08)
 from helpers.checks.transformer import attention_weights, causal_mask, gpt_parameter_count, layer_norm, masked_attention

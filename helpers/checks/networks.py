@@ -275,29 +275,6 @@ def _two_layer_slips(X, W1, b1, W2, b2):
     ]
 
 
-@checker
-def two_layer_forward(fn) -> CheckResult:
-    """Checker for notebook 01: ``fn(X, W1, b1, W2, b2)`` is ``sigmoid(relu(X @ W1 + b1) @ W2 + b2)``."""
-    rng = np.random.default_rng(4)
-    xor_net = (np.array([[1.0, -1.0], [-1.0, -1.0]]), np.array([[1.0, -1.0], [-1.0, 1.0]]), np.array([0.0, 0.0]),
-               np.array([[3.0], [3.0]]), np.array([-3.0]))
-    inputs = [(xor_net, "the example: this notebook's XOR network on the points (1, -1) and (-1, -1)")]
-    for n, d_in, d_hidden, d_out in [(5, 2, 3, 1), (1, 4, 6, 2), (64, 10, 32, 3)]:
-        args = (rng.normal(size=(n, d_in)), rng.normal(size=(d_in, d_hidden)), rng.normal(size=d_hidden),
-                rng.normal(size=(d_hidden, d_out)), rng.normal(size=d_out))
-        inputs.append((args, f"a hidden batch X of shape ({n}, {d_in}), W1 of shape ({d_in}, {d_hidden}), "
-                             f"W2 of shape ({d_hidden}, {d_out})"))
-    cases = []
-    for (X, W1, b1, W2, b2), label in inputs:
-        expected = _sigmoid_reference(np.maximum(0.0, X @ W1 + b1) @ W2 + b2)
-        cases.append(Case((X, W1, b1, W2, b2), expected, label, compare_naming_slips(_two_layer_slips(X, W1, b1, W2, b2))))
-    return run_checks("two_layer_forward", fn, cases, hint=[
-        "two layers in a row: the hidden layer's output is the second layer's input. Which activation"
-        " goes where?",
-        "one layer after the other: hidden = relu(X @ W1 + b1) has shape (n, d_hidden); then return "
-        "sigmoid(hidden @ W2 + b2), shape (n, d_out)."])
-
-
 def _layers_slips(X, params):
     """The usual slips in a forward pass through a list of layers: (what it computes, words)."""
     from helpers import nn_numpy
@@ -396,22 +373,6 @@ def predict_xor_without_relu(fn) -> CheckResult:
 # Notebook 02: learning from data
 # ---------------------------------------------------------------------------
 
-@checker
-def mse(fn) -> CheckResult:
-    """Checker for notebook 02: ``fn(y_pred, y)`` is the mean of the squared differences, one number."""
-    rng = np.random.default_rng(4)
-    cases = [Case((np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0])), 4.0 / 3.0,
-                  "the example y_pred = [1, 2, 3], y = [1, 2, 5]", compare_scalar),
-             Case((np.array([0.5]), np.array([0.5])), 0.0, "a perfect prediction", compare_scalar)]
-    for n in (7, 10_000):
-        a, b = rng.normal(size=n), rng.normal(size=n)
-        cases.append(Case((a, b), float(np.mean((a - b) ** 2)), f"hidden arrays of length {n}", compare_scalar))
-    return run_checks("mse", fn, cases, hint=[
-        "mean squared error: three words, three steps (a difference, a square, a mean).",
-        "square the differences y_pred - y, then take the mean (divide by how many there are, not by "
-        "a fixed number)."])
-
-
 def _bowl(p):
     return float(np.sum((p - 1.0) ** 2))
 
@@ -477,21 +438,6 @@ def numerical_gradient(fn) -> CheckResult:
         "caller's?",
         "for each entry i: nudge params[i] up by eps and down by eps on a copy, take (f(up) - "
         "f(down)) / (2 * eps); return an array shaped like params."])
-
-
-@checker
-def gradient_descent_step(fn) -> CheckResult:
-    """Checker for notebook 02: ``fn(params, grad, learning_rate)`` returns ``params - learning_rate * grad``
-    as a new array (the input is left unchanged)."""
-    rng = np.random.default_rng(6)
-    cases = [Case((np.array([1.0, 2.0]), np.array([0.5, -1.0]), 0.1), np.array([0.95, 2.1]),
-                  "the example params = [1, 2], grad = [0.5, -1], rate 0.1")]
-    for shape, rate in [((4,), 0.01), ((3, 3), 2.0)]:
-        p, g = rng.normal(size=shape), rng.normal(size=shape)
-        cases.append(Case((p, g, rate), p - rate * g, f"hidden arrays of shape {shape} with rate {rate}"))
-    return run_checks("gradient_descent_step", fn, cases, hint=[
-        "the gradient points uphill. Which way should the parameters move, and how far?",
-        "step *against* the gradient: params - learning_rate * grad, returned as a new array."])
 
 
 @checker
@@ -616,37 +562,6 @@ def _pair(got, expected):
     if isinstance(got, (int, float)) or (hasattr(got, "ndim") and getattr(got, "ndim", 1) == 0):
         return f"returned one number ({short(got)}), but a pair (grad_a, grad_b) was expected"
     return compare_arrays(got, expected, atol=1e-6, rtol=1e-6)
-
-
-@checker
-def mul_backward(fn) -> CheckResult:
-    """Checker for notebook 03: ``fn(a, b, grad_out)`` returns ``(grad_a, grad_b)`` for ``out = a * b``."""
-    rng = np.random.default_rng(7)
-    cases = [Case((2.0, -3.0, 1.0), (-3.0, 2.0), "the example a = 2, b = -3, grad_out = 1", _pair),
-             Case((0.5, 4.0, 0.0), (0.0, 0.0), "grad_out = 0", _pair)]
-    for _ in range(3):
-        a, b, g = (float(v) for v in rng.normal(size=3) * 5)
-        cases.append(Case((a, b, g), (b * g, a * g), f"hidden numbers a = {a:.3f}, b = {b:.3f}, grad_out = {g:.3f}", _pair))
-    return run_checks("mul_backward", fn, cases, hint=[
-        "what does the output a*b change by when a changes by a little? And when b does?",
-        "d(a*b)/da = b and d(a*b)/db = a; multiply each by grad_out (the chain rule) and return both."])
-
-
-@checker
-def tanh_backward(fn) -> CheckResult:
-    """Checker for notebook 03: ``fn(out, grad_out)`` returns ``grad_in`` for ``out = tanh(x)``."""
-    rng = np.random.default_rng(8)
-    cases = [Case((0.5, 1.0), 0.75, "the example out = 0.5, grad_out = 1", compare_scalar),
-             Case((0.0, 2.0), 2.0, "out = 0 (the steepest point)", compare_scalar)]
-    for _ in range(3):
-        out, g = float(np.tanh(rng.normal() * 2)), float(rng.normal() * 3)
-        cases.append(Case((out, g), (1 - out ** 2) * g, f"hidden numbers out = {out:.3f}, grad_out = {g:.3f}",
-                          compare_scalar))
-    return run_checks("tanh_backward", fn, cases, hint=[
-        "you need the derivative of tanh, and you are given tanh's output, not its input: can the "
-        "derivative be written with the output?",
-        "the derivative of tanh is 1 - tanh(x)**2, and you are given out = tanh(x): (1 - out**2) * "
-        "grad_out."])
 
 
 # --- notebook 03: the engine the learner builds, checked against torch.autograd ---------

@@ -252,55 +252,6 @@ def _softmax_reference(logits, temperature):
 
 
 @checker
-def softmax_with_temperature(fn) -> CheckResult:
-    """Checker for notebook 06: ``fn(logits, temperature)`` is ``softmax(logits / temperature)`` along
-    the last axis, without overflow for large logits."""
-    rng = np.random.default_rng(13)
-    examples = [(np.array([1.0, 2.0, 3.0]), 1.0, "the example logits [1, 2, 3], temperature 1"),
-                (np.array([1.0, 2.0, 3.0]), 0.5, "temperature 0.5 (sharper)"),
-                (np.array([1.0, 2.0, 3.0]), 100.0, "temperature 100 (almost uniform)"),
-                (rng.normal(size=(4, 6)) * 3, 0.7, "a hidden batch of shape (4, 6): softmax along the last axis"),
-                (np.array([1000.0, 999.0, -1000.0]), 1.0, "huge logits [1000, 999, -1000]")]
-    cases = [Case((z, t), _softmax_reference(z, t), label) for z, t, label in examples]
-    return run_checks("softmax_with_temperature", fn, cases, hint=[
-        "temperature divides the logits before anything else; then it is an ordinary softmax along "
-        "the last axis.",
-        "an ordinary softmax that never overflows subtracts the largest logit first; keep the axes "
-        "with keepdims=True.",
-        "divide the logits by the temperature, subtract the largest (along the last axis, "
-        "keepdims=True) so exp never overflows, exponentiate, divide by the sum."])
-
-
-@checker
-def perplexity(fn) -> CheckResult:
-    """Checker for notebook 06: ``fn(loss)`` turns a mean cross-entropy in nats into a perplexity, ``e**loss``."""
-    import torch
-
-    cases = [Case((np.log(78.0),), 78.0, "the example loss ln(78) = 4.357", compare_scalar),
-             Case((0.0,), 1.0, "a loss of 0 (a perfect model)", compare_scalar),
-             Case((2.4724,), float(np.exp(2.4724)), "a hidden loss of 2.4724", compare_scalar),
-             Case((torch.tensor(1.5),), float(np.exp(1.5)), "a loss given as a PyTorch tensor", compare_scalar)]
-    return run_checks("perplexity", fn, cases, hint=[
-        "perplexity undoes the logarithm in the loss: which function is the inverse of the natural "
-        "log?",
-        "perplexity = e to the power of the loss in nats: math.exp(float(loss)) or np.exp(loss)."])
-
-
-@checker
-def mean_nll(fn) -> CheckResult:
-    """Checker for notebook 06: ``fn(p)`` is the mean of ``-ln p`` over the probabilities ``p`` that a model
-    gave the true next tokens."""
-    rng = np.random.default_rng(14)
-    examples = [(np.array([0.5, 0.25]), "the example p = [0.5, 0.25]"), (np.array([1.0]), "a certain prediction p = [1]"),
-                (rng.uniform(0.01, 1, size=1000), "hidden probabilities of 1000 tokens")]
-    cases = [Case((p,), float(-np.mean(np.log(p))), label, compare_scalar) for p, label in examples]
-    return run_checks("mean_nll", fn, cases, hint=[
-        "the loss of one prediction is minus the log of the probability given to the right answer; "
-        "the loss of many is their average.",
-        "take -np.log of each probability (natural log), then the mean."])
-
-
-@checker
 def predict_trigram_loss(fn) -> CheckResult:
     """Checker for notebook 06: the learner's prediction of the add-one trigram model's held-out loss
     (a choice; the notebook's next cell measures 2.05 nats, asserted there and in tests/test_nb06.py)."""
