@@ -50,8 +50,9 @@ def strip_solution(source: str) -> str:
 
 
 def _graded_name(source: str, fallback: str) -> str:
-    """The name an exercise is known by: the first function its cell defines (else ``fallback``)."""
-    match = re.search(r"^\s*def (\w+)", source, re.M)
+    """The name an exercise is known by: the first function or class its cell defines at the top
+    level (a class's name, not its ``__init__``), else the first function, else ``fallback``."""
+    match = re.search(r"^(?:def|class) (\w+)", source, re.M) or re.search(r"^\s*def (\w+)", source, re.M)
     return match.group(1) if match else fallback
 
 

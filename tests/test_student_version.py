@@ -105,3 +105,10 @@ def test_student_notebook_runs_and_checkers_say_not_implemented(student_dir, exe
     unfinished = [t for t in checker_text if "not implemented yet" in t]
     assert len(unfinished) >= len(solution_cells), (
         f"{name}: every stubbed exercise's checker should say 'not implemented yet': {checker_text}")
+
+
+def test_an_exercise_is_graded_under_the_name_of_what_it_defines():
+    from helpers.student import _graded_name
+    assert _graded_name("class MyLoRALinear:\n    def __init__(self):\n        pass\n", "x") == "MyLoRALinear"
+    assert _graded_name("SIZE = 3\n\ndef encode(text):\n    pass\n", "x") == "encode"
+    assert _graded_name("print('no definition')\n", "exercise_4") == "exercise_4"

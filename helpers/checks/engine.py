@@ -280,7 +280,8 @@ def _check_case(fn, case: Case, clock: timing.Clock, n_cases: int):
 
 
 def _same(a, b) -> bool:
-    """Whether two inputs are unchanged copies of each other (arrays, tensors, containers)."""
+    """Whether two inputs are unchanged copies of each other (arrays, tensors, containers, models,
+    plain objects such as a tokenizer)."""
     try:
         if hasattr(a, "detach") and hasattr(b, "detach"):
             return a.shape == b.shape and bool((a == b).all() | (a.isnan() & b.isnan()).all())
@@ -290,6 +291,10 @@ def _same(a, b) -> bool:
             return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
         if isinstance(a, dict) and isinstance(b, dict):
             return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        if hasattr(a, "state_dict") and hasattr(b, "state_dict"):   # a model: its weights and buffers
+            return type(a) is type(b) and _same(a.state_dict(), b.state_dict())
+        if type(a) is type(b) and type(a).__eq__ is object.__eq__ and hasattr(a, "__dict__"):
+            return _same(vars(a), vars(b))   # an object without its own ==, e.g. a tokenizer: its fields
         return bool(a == b)
     except Exception:
         return True  # cannot tell: do not accuse the learner
