@@ -9,6 +9,10 @@ an average of the values, weighted by how well its query matches each key:
 Shapes: ``q`` ``(..., T_q, d)``, ``k`` ``(..., T_k, d)``, ``v`` ``(..., T_k, d_v)``; the leading
 ``...`` are batch and head dimensions. ``mask`` is boolean and broadcasts to ``(..., T_q, T_k)``:
 ``True`` = may attend. The result equals ``torch.nn.functional.scaled_dot_product_attention``.
+
+:func:`look_back` and :func:`weight_on_latest` measure, from a model's attention maps, how far
+back each head looks and how much of its weight lands on one kind of character (notebook 07
+reads the shipped model's heads with them).
 """
 
 import math
@@ -67,3 +71,33 @@ def head_weights(model, idx, layer: int, head: int, scale: bool = True, causal: 
         q = block.attn.query(h).view(T, n_head, d_head)[:, head]      # (T, d_head)
         k = block.attn.key(h).view(T, n_head, d_head)[:, head]
         return attention_weights(q, k, mask if causal else None, scale)
+
+
+def look_back(maps, first_query: int = 0) -> torch.Tensor:
+    """How far back each head looks: ``sum_j weight[i, j] * (i - j)``, the attention-weighted mean
+    distance from a query to its keys, averaged over the batch and the queries ``i >= first_query``.
+    ``maps``: ``(n_layer, B, n_head, T, T)`` (``GPT.attention_maps``) -> ``(n_layer, n_head)``."""
+    T = maps.shape[-1]
+    if not 0 <= first_query < T:
+        raise ValueError(f"first_query must be in 0..{T - 1}, got {first_query}")
+    distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(min=0).to(maps.dtype)
+    return (maps[..., first_query:, :] * distance[first_query:]).sum(-1).mean(dim=(1, 3))
+
+
+def latest(idx, token: int) -> torch.Tensor:
+    """``(B, T)``: for every position of ``idx`` ``(B, T)``, the position of the latest ``token`` at
+    or before it (``-1`` where there is none yet)."""
+    T = idx.shape[-1]
+    where = torch.where(idx == token, torch.arange(T), torch.full_like(idx, -1))
+    return torch.cummax(where, dim=-1).values
+
+
+def weight_on_latest(maps, idx, token: int, first_query: int = 0) -> torch.Tensor:
+    """``(n_layer, n_head)``: the average weight each head puts on the latest ``token`` at or before
+    the query (for ``token`` = a new line: the start of the current line), over the batch and the
+    queries ``i >= first_query`` that have one. ``maps`` as in :func:`look_back`, ``idx`` ``(B, T)``."""
+    last = latest(idx, token)[:, first_query:]                            # (B, T_q)
+    found = last >= 0
+    picked = maps[..., first_query:, :].gather(-1, last.clamp(min=0)[None, :, None, :, None].expand(
+        maps.shape[0], -1, maps.shape[2], -1, 1)).squeeze(-1)            # (L, B, H, T_q)
+    return (picked * found[None, :, None]).sum(dim=(1, 3)) / found.sum().clamp(min=1)

@@ -18,6 +18,10 @@ Two things are switchable so later notebooks can reuse the same code:
 * **the mask**: causal by default, but ``forward`` takes any boolean mask (``True`` = may
   attend), e.g. :func:`bidirectional_mask` (BERT-style) or :func:`permutation_mask` (XLNet-style).
 
+Notebook 08's experiments also build the **post-LayerNorm** block of the 2017 Transformer and GPT-1
+(``GPT(config, norm="post")``, :class:`PostLNBlock`) and a model with **no positions**
+(:func:`remove_positions`; :func:`shuffled_context_losses` tests whether a model uses word order).
+
 **Where the model uses a fast kernel instead of the written-out piece** (same numbers, to
 float32 round-off; ``tests/test_gpt.py`` and notebooks 07-08 check each pair): the layer norms
 are :class:`FusedLayerNorm`, PyTorch's one-kernel ``F.layer_norm`` with the parameters of the
@@ -257,6 +261,23 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x)), cache
 
 
+class PostLNBlock(Block):
+    """The block in the order of the 2017 Transformer and GPT-1, **post**-LayerNorm: each
+    sub-layer reads the stream as it is, and the sum is normalised after the residual addition,
+    ``x = LN(x + Attention(x))``, ``x = LN(x + MLP(x))``. The same parameters as :class:`Block`;
+    notebook 08 trains both (``GPT(config, norm="post")``). GPT-2 and later put the norm first."""
+
+    def forward(self, x, mask=None, return_attention: bool = False):
+        a, weights = self.attn(x, mask, return_attention)
+        x = self.ln_1(x + a)
+        return self.ln_2(x + self.mlp(x)), weights
+
+    def forward_cached(self, x, cache):
+        a, cache = self.attn.forward_cached(x, cache)
+        x = self.ln_1(x + a)
+        return self.ln_2(x + self.mlp(x)), cache
+
+
 # ---------------------------------------------------------------- the model
 
 class GPT(nn.Module):
@@ -267,16 +288,25 @@ class GPT(nn.Module):
     LayerNorms 1 and 0; the two projections that write into the residual stream in each block
     (``attn.proj``, ``mlp.proj``) get std ``0.02 / sqrt(2 * n_layer)`` so the stream's variance
     does not grow with depth.
+
+    ``norm="post"`` builds the post-LayerNorm model of the 2017 Transformer and GPT-1
+    (:class:`PostLNBlock`, no final LayerNorm) for notebook 08's comparison; checkpoints record
+    only ``config``, so they hold pre-LN models. :func:`remove_positions` makes a model without
+    position information.
     """
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, norm: str = "pre"):
         super().__init__()
-        self.config = config
+        if norm not in ("pre", "post"):
+            raise ValueError(f'norm must be "pre" (GPT-2 and later) or "post" (2017 Transformer, GPT-1), got {norm!r}')
+        self.config, self.norm = config, norm
         self.token_embedding = nn.Embedding(config.vocab_size, config.n_embd)
         self.position_embedding = nn.Embedding(config.block_size, config.n_embd)
         self.drop = dropout_layer(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = FusedLayerNorm(config.n_embd, bias=config.bias)
+        block = Block if norm == "pre" else PostLNBlock
+        self.blocks = nn.ModuleList(block(config) for _ in range(config.n_layer))
+        # post-LN already ends every block with a norm: no final one (as GPT-1)
+        self.ln_f = FusedLayerNorm(config.n_embd, bias=config.bias) if norm == "pre" else nn.Identity()
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight          # tied: one matrix, two uses
         for name, p in self.named_parameters():
@@ -395,6 +425,42 @@ class GPT(nn.Module):
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)   # (B, 1)
             idx = torch.cat((idx, next_id), dim=1)
         return idx
+
+
+def remove_positions(model: GPT) -> GPT:
+    """``model`` with no position information ("NoPE", notebook 08): its position table set to
+    zero and frozen (the optimiser skips a tensor without gradient), so a token's vector is its
+    token embedding alone. Returns ``model``, changed in place."""
+    with torch.no_grad():
+        model.position_embedding.weight.zero_()
+    model.position_embedding.weight.requires_grad_(False)
+    return model
+
+
+@torch.no_grad()
+def shuffled_context_losses(model: GPT, ids: torch.Tensor, windows: int = 512, seed: int = 0) -> tuple[float, float]:
+    """Does ``model`` use the order of its context (notebook 08)? ``(in order, shuffled)``: its
+    loss (nats) on the token after each of ``windows`` random windows of ``ids`` (``block_size``
+    tokens each, the same windows for a given ``seed``), read as they are, and with every token
+    but the last shuffled (the last stays, so the bigram information is kept). A model that
+    cannot see order scores the same both ways. Without positions, one causal layer cannot see
+    it (it averages over a set); two can (each earlier position's vector then depends on what
+    precedes it)."""
+    generator = torch.Generator().manual_seed(seed)
+    T = model.config.block_size
+    starts = torch.randint(len(ids) - T, (windows,), generator=generator).tolist()
+    x = torch.stack([ids[s: s + T] for s in starts])                                  # (windows, T)
+    target = torch.stack([ids[s + T] for s in starts])                                # (windows,)
+    shuffled = x.clone()
+    for row in range(windows):
+        shuffled[row, :-1] = x[row, torch.randperm(T - 1, generator=generator)]
+    was_training = model.training
+    model.eval()
+    try:
+        losses = tuple(F.cross_entropy(model(inputs)[0][:, -1], target).item() for inputs in (x, shuffled))
+    finally:
+        model.train(was_training)
+    return losses
 
 
 def _check_idx(idx) -> None:
