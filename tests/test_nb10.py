@@ -2,17 +2,19 @@
 the sweep explorer and the checkers."""
 
 import json
-from dataclasses import asdict
+import random
+from dataclasses import asdict, replace
 import string
 from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import checks, data, experiments, gpt, plots, widgets
+from helpers import checkpoints, checks, data, experiments, gpt, plots, tokenizers, widgets
 from helpers.paths import DATA_DIR
 from checker_cases import assert_redraws, checker_tests, forever, stub
 import scripts.make_sweeps as make_sweeps
@@ -190,65 +192,233 @@ def test_sweep_explorer_redraws(sweeps):
     assert_redraws(explorer, [("experiment", "model size"), ("curves", "training"), ("experiment", "noisy text")])
 
 
+# --- duplicates that bite; tokens against characters -----------------------------
+
+def test_pick_passages_draws_separate_line_starts_reproducibly():
+    text = "".join(f"LINE {i:04d} " + "x" * (i % 7) + "\n" for i in range(400))
+    passages = experiments.pick_passages(text, 20, 30, seed=4)
+    assert passages == experiments.pick_passages(text, 20, 30, seed=4)
+    starts = [text.index(p) for p in passages]
+    assert all(len(p) == 30 and text[s - 1] == "\n" for p, s in zip(passages, starts))
+    assert all(abs(a - b) >= 30 for i, a in enumerate(starts) for b in starts[i + 1:])
+    with pytest.raises(ValueError, match="fewer than"):
+        experiments.pick_passages(text, 10_000, 30)
+
+
+def test_with_repeats_adds_exactly_the_copies_asked():
+    text, passages = "base text", {"alpha passage": 3, "beta passage": 1, "never": 0}
+    repeated = experiments.with_repeats(text, passages, seed=1)
+    lines = repeated.split("\n")
+    assert lines[0] == text and sorted(lines[1:]) == ["alpha passage"] * 3 + ["beta passage"]
+
+
+class Reciter(torch.nn.Module):
+    """A 'model' that knows one text by heart: its logits put all weight on the next character of
+    ``memory`` after the last ``context`` characters it is shown (if found), else on character 0."""
+
+    def __init__(self, tok, memory, block_size=64):
+        super().__init__()
+        self.tok, self.memory = tok, memory
+        self.config = gpt.GPTConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=1, n_head=1,
+                                    n_embd=4)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx, targets=None):
+        logits = torch.full((*idx.shape, self.tok.vocab_size), -10.0)
+        for b, row in enumerate(idx.tolist()):
+            for t in range(len(row)):
+                seen = self.tok.decode(row[max(0, t - 7): t + 1])
+                at = self.memory.find(seen)
+                nxt = self.memory[at + len(seen)] if at >= 0 and at + len(seen) < len(self.memory) else None
+                logits[b, t, self.tok.encode(nxt)[0] if nxt else 0] = 10.0
+        return logits, None
+
+    def generate(self, idx, max_new_tokens, top_k=None, generator=None):
+        for _ in range(max_new_tokens):
+            logits, _ = self(idx[:, -self.config.block_size:])
+            idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+        return idx
+
+
+def test_recited_characters_counts_up_to_the_first_mistake():
+    tok = tokenizers.CharTokenizer("abcdefghijklmnopqrstuvwxyz .\n")
+    known = "the quick brown fox jumps over the lazy dog. " * 2
+    model = Reciter(tok, known)
+    got = experiments.recited_characters(model, tok, [known[:40], ("zzzzzzzzzz" + known)[:40]],
+                                         prompt=10)
+    assert got[0] == 30                      # a passage it knows: recited to the end
+    assert got[1] < 30                       # one it does not
+
+
+def test_bits_per_character_is_per_character_whatever_the_tokenizer():
+    """A uniform model costs log2(V) bits per token: per character that is log2(V) x tokens / characters."""
+    bpe = tokenizers.BPETokenizer.load(DATA_DIR / "tokenizer_bpe512.json")
+    model = gpt.GPT(gpt.GPTConfig(vocab_size=bpe.vocab_size, n_layer=1, n_head=1, n_embd=8, block_size=64))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()                                          # every logit 0: uniform
+    text = data.corpus_text("validation")[:3000]
+    ids = bpe.encode(text)
+    expected = (len(ids) - 1) * np.log2(bpe.vocab_size) / (len(text) - len(bpe.decode(ids[:1])))
+    assert abs(experiments.bits_per_character(model, bpe, text) - expected) < 1e-4
+    assert expected < np.log2(bpe.vocab_size) / 1.5            # a token holds more than 1.5 characters
+
+
+def test_run_trains_on_another_tokenizer_and_keeps_the_model(tmp_path):
+    bpe = tokenizers.BPETokenizer.load(DATA_DIR / "tokenizer_bpe512.json")
+    text = data.corpus_text("train")[:20_000]
+    result = experiments.run(text, {"validation": data.corpus_text("validation")[:5_000]}, tok=bpe, steps=3,
+                             model=dict(n_layer=1, n_embd=16), checkpoint=tmp_path / "m.pt", eval_batches=1)
+    model, state = checkpoints.load_model(tmp_path / "m.pt")
+    assert model.config.vocab_size == 512 and result["train_tokens"] == len(bpe.encode(text)) < len(text)
+    assert state["step"] == 3
+
+
+@pytest.mark.parametrize("part", ["duplicates", "tokens", "compute", "control"])
+def test_the_extra_parts_write_their_own_files_and_leave_sweeps_json_alone(part, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "TRAIN", replace(experiments.TRAIN, steps=4, eval_every=2, warmup_steps=1))
+    monkeypatch.setattr(experiments, "EVAL_BATCHES", 1)
+    monkeypatch.setattr(make_sweeps, "SIZES", ((1, 32), (1, 48)))
+    monkeypatch.setattr(make_sweeps, "DUP_SEEDS", (1337,))
+    monkeypatch.setattr(make_sweeps, "PROBE_CHARACTERS", 2000)
+    tok = experiments.tokenizer()                         # the alphabet of the whole training text
+    monkeypatch.setattr(experiments, "tokenizer", lambda: tok)
+    monkeypatch.setattr(data, "corpus_text", lambda split="train", real=data.corpus_text: real(split)[:60_000])
+    assert make_sweeps.main(["--part", part, "--out", str(tmp_path)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert "sweeps.json" not in written and f"sweeps_{part}.json" in written
+    record = json.loads((tmp_path / f"sweeps_{part}.json").read_text())
+    assert all(run["history"]["step"][-1] == run["tokens_seen"] // 1024 for run in record["runs"].values())
+    assert all("command" in run and "seed" in run for run in record["runs"].values())
+
+
+@pytest.fixture(scope="module")
+def extra():
+    return {part: json.loads((DATA_DIR / f"sweeps_{part}.json").read_text(encoding="utf-8"))
+            for part in ("duplicates", "tokens", "compute", "control")}
+
+
+def test_the_stored_extra_files_were_made_with_the_shared_settings(extra):
+    dup = extra["duplicates"]
+    assert set(dup["runs"]) == {f"{c}-seed-{s}" for c in ("with", "without") for s in make_sweeps.DUP_SEEDS}
+    assert dup["copies"] == {"x65": 65, "x9": 9, "x1": 1}
+    for run in dup["runs"].values():
+        assert run["history"]["step"][-1] == experiments.TRAIN.steps
+        assert all(len(v) == make_sweeps.PASSAGES for v in run["recited"].values())
+    flops = {name: run["flops"] for name, run in extra["tokens"]["runs"].items()}
+    assert abs(flops["bpe512"] / flops["characters"] - 1) < 0.01                     # equal compute
+    for run in extra["compute"]["runs"].values():
+        assert abs(run["flops"] / extra["compute"]["flops"] - 1) < 0.01
+    control, chars = extra["control"], dup["train_characters"]
+    assert control["steps"] == round(experiments.TRAIN.steps * chars["without"] / chars["with"])
+    assert set(control["runs"]) == {f"without-{control['steps']}-steps-seed-{s}" for s in make_sweeps.DUP_SEEDS}
+    for run in control["runs"].values():                 # the text without copies, for fewer steps
+        assert run["history"]["step"][-1] == control["steps"]
+        assert run["train_characters"] == chars["without"]
+
+
+def test_the_stored_models_are_the_ones_the_file_describes(extra):
+    """The notebook's live checks rest on these: the files load safely and give the stored numbers."""
+    tok = experiments.tokenizer()
+    model, _ = checkpoints.load_model(DATA_DIR / "sweeps_dup.pt")
+    dup = extra["duplicates"]
+    assert experiments.recited_characters(model, tok, dup["passages"]["x65"][:4]) == \
+        dup["runs"]["with-seed-1337"]["recited"]["x65"][:4]
+
+
 # --- checkers -------------------------------------------------------------
 
-def power_law(x, y):
-    slope, intercept = np.polyfit(np.log(x), np.log(y), 1)
-    return float(np.exp(intercept)), float(slope)
+def bits(model, tokenizer, text):
+    ids = tokenizer.encode(text)
+    with torch.no_grad():
+        logits, _ = model(torch.tensor(ids[:-1]).unsqueeze(0))
+    log_probs = torch.log_softmax(logits[0], dim=-1)
+    nats = -log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum()
+    return float(nats) / (len(text) - len(tokenizer.decode(ids[:1]))) / np.log(2)
 
 
-def power_law_log10(x, y):
-    slope, intercept = np.polyfit(np.log10(x), np.log10(y), 1)
-    return 10 ** intercept, slope
+def bits_with_the_models_loss(model, tokenizer, text):
+    """Another right way: the model's own mean loss, times the number of predictions."""
+    ids = tokenizer.encode(text)
+    with torch.no_grad():
+        _, loss = model(torch.tensor(ids[:-1])[None], torch.tensor(ids[1:])[None])
+    return loss.item() * (len(ids) - 1) / (len(text) - len(tokenizer.decode(ids[:1]))) / np.log(2)
 
 
-def dedup(documents):
-    seen, kept = set(), []
-    for d in documents:
-        key = " ".join(d.lower().split())
-        if key not in seen:
-            seen.add(key)
-            kept.append(d)
-    return kept
+def bits_per_token(model, tokenizer, text):
+    ids = tokenizer.encode(text)
+    return bits(model, tokenizer, text) * (len(text) - len(tokenizer.decode(ids[:1]))) / (len(ids) - 1)
 
 
-def dedup_with_dict(documents):
-    kept = {}
-    for d in documents:
-        kept.setdefault(" ".join(d.lower().split()), d)
-    return list(kept.values())
+def bits_over_all_characters(model, tokenizer, text):
+    ids = tokenizer.encode(text)
+    return bits(model, tokenizer, text) * (len(text) - len(tokenizer.decode(ids[:1]))) / len(text)
 
 
-def dedup_in_place(documents):
-    kept = dedup(documents)
-    documents[:] = kept
-    return kept
+def split_by_play(plays, held_out=0.2, length=200, seed=0):
+    titles = [t for t, _ in plays]
+    random.Random(seed).shuffle(titles)
+    test_titles = set(titles[: max(1, round(held_out * len(titles)))])
+    cut = lambda text: [text[i:i + length] for i in range(0, len(text), length)]  # noqa: E731
+    return ([p for t, x in plays if t not in test_titles for p in cut(x)],
+            [p for t, x in plays if t in test_titles for p in cut(x)])
 
 
-RIGHT = [(checks.fit_power_law, power_law), (checks.fit_power_law, experiments.fit_power_law),
-         (checks.fit_power_law, power_law_log10), (checks.deduplicate, dedup), (checks.deduplicate, dedup_with_dict)]
+def split_by_play_numpy(plays, held_out=0.2, length=200, seed=0):
+    """Another right way: any choice of whole plays, here by NumPy, and tuples instead of lists."""
+    n_test = max(1, round(held_out * len(plays)))
+    test = set(np.random.default_rng(seed).choice(len(plays), n_test, replace=False).tolist())
+    parts = [[x[i:i + length] for i in range(0, len(x), length)] for _, x in plays]
+    return (tuple(p for k, ps in enumerate(parts) if k not in test for p in ps),
+            tuple(p for k, ps in enumerate(parts) if k in test for p in ps))
+
+
+def split_leaky(plays, held_out=0.2, length=200, seed=0):
+    passages = [text[i:i + length] for _, text in plays for i in range(0, len(text), length)]
+    random.Random(seed).shuffle(passages)
+    n_test = round(held_out * len(passages))
+    return passages[n_test:], passages[:n_test]
+
+
+def split_one_passage_per_play(plays, held_out=0.2, length=200, seed=0):
+    """Holds out the last passage of every play: the same leak, written differently."""
+    train, test = [], []
+    for _, x in plays:
+        parts = [x[i:i + length] for i in range(0, len(x), length)]
+        train += parts[:-1]
+        test.append(parts[-1])
+    return train, test
+
+
+def split_too_many_plays(plays, held_out=0.2, length=200, seed=0):
+    return split_by_play(plays, min(1.0, held_out * 2), length, seed)
+
+
+def split_other_cut(plays, held_out=0.2, length=200, seed=0):
+    return split_by_play(plays, held_out, length + 1, seed)
+
+
+RIGHT = [(checks.bits_per_character, bits), (checks.bits_per_character, experiments.bits_per_character),
+         (checks.bits_per_character, bits_with_the_models_loss),
+         (checks.evaluation_split, split_by_play), (checks.evaluation_split, split_by_play_numpy),
+         (checks.predict_uniform_token_bits, lambda: 9 / 1.94), (checks.predict_uniform_token_bits, lambda: 4.6)]
 
 BROKEN = [
-    (checks.fit_power_law, lambda x, y: tuple(np.polyfit(x, y, 1)[::-1]), "not on log scales"),
-    (checks.fit_power_law, lambda x, y: tuple(np.polyfit(np.log(x), np.log(y), 1)), "as they are"),
-    (checks.fit_power_law, lambda x, y: power_law(x, y)[::-1], "returned (b, a)"),
-    (checks.fit_power_law, lambda x, y: (np.log(power_law(x, y)[0]), power_law(x, y)[1]), "log a"),
-    (checks.fit_power_law, lambda x, y: (np.exp(np.polyfit(x, np.log(y), 1)[1]), np.polyfit(x, np.log(y), 1)[0]),
-     "log of y but not of x"),
-    (checks.fit_power_law, lambda x, y: (np.exp(np.polyfit(np.log10(x), np.log10(y), 1)[1]),
-                                         np.polyfit(np.log10(x), np.log10(y), 1)[0]), "10**intercept"),
-    (checks.fit_power_law, lambda x, y: (2.0, -0.301), "y = 3 x^-0.1"),
-    (checks.fit_power_law, forever, "did not finish"),
-    (checks.fit_power_law, stub, "not implemented yet"),
-    (checks.deduplicate, lambda docs: list(dict.fromkeys(docs)), "only removed exact copies"),
-    (checks.deduplicate, lambda docs: dedup(docs[::-1])[::-1], "kept the last copy"),
-    (checks.deduplicate, lambda docs: [d for d in docs if sum(" ".join(e.lower().split()) == " ".join(d.lower().split())
-                                                               for e in docs) == 1], "keep one of each"),
-    (checks.deduplicate, lambda docs: [" ".join(d.lower().split()) for d in dedup(docs)], "unchanged"),
-    (checks.deduplicate, lambda docs: sorted(dedup(docs)), "original order"),
-    (checks.deduplicate, lambda docs: "\n".join(dedup(docs)), "not a list of documents"),
-    (checks.deduplicate, dedup_in_place, "changed its input"),
-    (checks.deduplicate, stub, "not implemented yet"),
+    (checks.bits_per_character, bits_per_token, "bits per *token*"),
+    (checks.bits_per_character, lambda m, t, x: bits(m, t, x) * np.log(2), "returned nats"),
+    (checks.bits_per_character, lambda m, t, x: bits_per_token(m, t, x) * np.log(2), "mean loss per token in nats"),
+    (checks.bits_per_character, bits_over_all_characters, "its characters do not count"),
+    (checks.bits_per_character, lambda m, t, x: 3.4, "expected"),
+    (checks.bits_per_character, forever, "did not finish"),
+    (checks.bits_per_character, stub, "not implemented yet"),
+    (checks.evaluation_split, split_leaky, "still gives what the broken code gives"),
+    (checks.evaluation_split, split_one_passage_per_play, "are in both lists"),
+    (checks.evaluation_split, split_too_many_plays, "held out"),
+    (checks.evaluation_split, split_other_cut, "cut as the broken code cuts them"),
+    (checks.evaluation_split, lambda plays, *a: split_by_play(plays, *a)[0], "not a pair of lists"),
+    (checks.evaluation_split, stub, "not implemented yet"),
+    (checks.predict_uniform_token_bits, lambda: np.log2(78), "the answer is"),
+    (checks.predict_uniform_token_bits, lambda: 9.0, "the answer is"),
 ]
 
 
