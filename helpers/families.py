@@ -11,8 +11,14 @@ trained, which is an attention mask and a choice of targets. Here the course GPT
   from the characters before it *in that order*, on both sides of it. Two streams, as in XLNet,
   laid side by side in one sequence of ``2T`` tokens with one mask (:func:`two_stream_mask`).
 
-and **dialogue** (LaMDA-style) is a fine-tune of the pretrained causal model on speech -> reply
-pairs from consecutive speakers (:func:`dialogue_pairs`), with a LoRA adapter from notebook 11.
+- **prefix** (a prefix LM, as in UniLM and T5): a random prefix per window is seen both ways
+  (:func:`prefix_lm_mask`), the characters after it are predicted causally. An encoder-decoder's
+  three masks, drawn as one, are the same mask (:func:`encoder_decoder_blocks`).
+
+**Dialogue** (LaMDA-style) is not a family but a fine-tune of the pretrained causal model on
+speech -> reply pairs from consecutive speakers (:func:`dialogue_pairs`), with a LoRA adapter
+from notebook 11; :func:`shuffled_speeches` tests whether the replies depend on the speech, and
+:func:`sample_and_rank` samples several replies and keeps the most likely.
 """
 
 import random
@@ -25,6 +31,7 @@ from torch.nn import functional as F
 from helpers import data, experiments, gpt, training
 
 OBJECTIVES = ("causal", "masked", "permutation")
+PREFIX = "prefix"            # the prefix LM (T5's, UniLM's), trained by ``make_families.py --part prefix``
 WINDOW = 32                  # characters per training window (the permutation model reads 2 x 32 tokens)
 MASK_FRACTION = 0.15         # BERT's fraction of masked positions
 # The small model of notebook 10 (2 blocks x 64), trained 3,000 steps of 16 windows for each objective.
@@ -67,6 +74,33 @@ def two_stream_mask(order) -> torch.Tensor:
     return torch.cat([top, bottom], dim=0)
 
 
+def prefix_lm_mask(T: int, prefix: int) -> torch.Tensor:
+    """The ``(T, T)`` mask of a prefix LM: the first ``prefix`` positions see one another both ways
+    (like an encoder), every later position sees the whole prefix and, causally, the positions up
+    to itself (like a decoder). ``mask[i, j] = j < prefix or j <= i``; ``prefix`` 0 or 1 gives the
+    causal mask, ``prefix = T`` the bidirectional one."""
+    if not 0 <= prefix <= T:
+        raise ValueError(f"prefix must be between 0 and T = {T}, got {prefix}")
+    j = torch.arange(T)
+    return (j[None, :] < prefix) | gpt.causal_mask(T)
+
+
+def encoder_decoder_blocks(source: int, target: int) -> dict:
+    """The three attention masks of an encoder-decoder (Vaswani et al. 2017, T5) for ``source``
+    input and ``target`` output tokens: ``"encoder"`` self-attention ``(S, S)``, all True (both
+    ways); ``"decoder"`` self-attention ``(T, T)``, causal; ``"cross"`` attention ``(T, S)``, all
+    True (every output token reads the whole encoded input), and ``"joint"``, the three drawn as one
+    ``(S + T, S + T)`` mask (the encoder never reads the decoder). The joint mask equals
+    :func:`prefix_lm_mask` ``(S + T, S)``: what differs is not the mask but the weights (two stacks)
+    and that cross-attention reads the encoder's *last* layer."""
+    encoder = torch.ones(source, source, dtype=torch.bool)
+    decoder = gpt.causal_mask(target)
+    cross = torch.ones(target, source, dtype=torch.bool)
+    top = torch.cat([encoder, torch.zeros(source, target, dtype=torch.bool)], dim=1)
+    joint = torch.cat([top, torch.cat([cross, decoder], dim=1)], dim=0)
+    return {"encoder": encoder, "decoder": decoder, "cross": cross, "joint": joint}
+
+
 def mask_tokens(x: torch.Tensor, mask_id: int, fraction: float = MASK_FRACTION, generator=None):
     """BERT's corruption: ``(inputs, targets)``. Each position of ``x`` ``(B, T)`` is chosen with
     probability ``fraction`` (default :data:`MASK_FRACTION`, BERT's 15%; at least one per row)
@@ -87,11 +121,16 @@ def batch(objective: str, ids: torch.Tensor, mask_id: int, batch_size: int = 16,
           mask_fraction: float = MASK_FRACTION):
     """``(inputs, targets, attention mask)`` for one training step of ``objective`` (``mask_fraction``:
     the share of positions a masked batch hides)."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective not in OBJECTIVES + (PREFIX,):
+        raise ValueError(f"objective must be one of {OBJECTIVES + (PREFIX,)}, got {objective!r}")
     x, y = training.random_batch(ids, batch_size, WINDOW, generator)          # (B, T) each
     if objective == "causal":
         return x, y, gpt.causal_mask(WINDOW)
+    if objective == PREFIX:                     # a random prefix per window, seen both ways; loss after it
+        prefixes = torch.randint(1, WINDOW, (batch_size,), generator=generator).tolist()
+        for row, p in enumerate(prefixes):
+            y[row, : p - 1] = -100              # position p - 1 predicts the first character after the prefix
+        return x, y, torch.stack([prefix_lm_mask(WINDOW, p) for p in prefixes])
     if objective == "masked":
         inputs, targets = mask_tokens(x, mask_id, mask_fraction, generator=generator)
         return inputs, targets, gpt.bidirectional_mask(WINDOW)
@@ -107,7 +146,7 @@ def train_objective(objective: str, stop_after: int | None = None, on_eval=None,
     ``helpers.training.train``). Returns ``(model, history)``; ``history`` holds the mean training
     loss of every 50 steps. ``stop_after`` stops early (same schedule), so a short run repeats the
     start of the full one. ``on_eval(history)`` is called after every 50 steps. ``mask_fraction``:
-    the share of positions the masked objective hides (notebook 12's Exercise 3 varies it)."""
+    the share of positions the masked objective hides (notebook 12's Exercise 4 varies it)."""
     tok, mask_id = tokenizer_and_mask_id()
     config = replace(TRAIN, eval_every=50)
     ids = torch.tensor(tok.encode(data.corpus_text("train")))
@@ -182,6 +221,22 @@ def held_out_windows(n: int = 2000, seed: int = 0) -> torch.Tensor:
     tok, _ = tokenizer_and_mask_id()
     ids = torch.tensor(tok.encode(data.corpus_text("validation")))
     return training.random_batch(ids, n, WINDOW, torch.Generator().manual_seed(seed))[0]
+
+
+@torch.no_grad()
+def continuation_loss(model, objective: str, prefix: int, n: int = 2000, seed: int = 0) -> float:
+    """Mean loss (nats per character) on the characters after the first ``prefix`` of ``n``
+    validation windows: the causal model reads them with its causal mask, the prefix LM with
+    :func:`prefix_lm_mask` (it sees the prefix both ways). Same windows for both."""
+    if objective not in ("causal", PREFIX):
+        raise ValueError(f"objective must be 'causal' or {PREFIX!r}, got {objective!r}")
+    tok, _ = tokenizer_and_mask_id()
+    ids = torch.tensor(tok.encode(data.corpus_text("validation")))
+    x, y = training.random_batch(ids, n, WINDOW, torch.Generator().manual_seed(seed))
+    mask = prefix_lm_mask(WINDOW, prefix) if objective == PREFIX else gpt.causal_mask(WINDOW)
+    model.eval()
+    logits, _ = model(x, mask=mask)
+    return F.cross_entropy(logits[:, prefix - 1:].flatten(0, 1), y[:, prefix - 1:].flatten()).item()
 
 
 @torch.no_grad()
@@ -302,17 +357,69 @@ def train_dialogue(steps: int | None = None, on_eval=None, config: DialogueConfi
     return model, tok, history
 
 
+def shuffled_speeches(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The same replies after the wrong speeches: reply ``i`` after speech ``i + 1`` (the last
+    after the first), so no reply keeps its own speech and the format is unchanged."""
+    return [(pairs[(i + 1) % len(pairs)][0], reply) for i, (_, reply) in enumerate(pairs)]
+
+
+def play_prompt(speech: str) -> str:
+    """The plays' own layout for a speech and the start of the next one (``"A:\\n<speech>\\n\\nB:\\n"``),
+    as the pretrained model read them: the base model asked in its own format."""
+    return f"A:\n{speech}\n\nB:\n"
+
+
+@torch.no_grad()
+def reply_scores(model, tok, pairs: list[tuple[str, str]], batch_size: int = 50,
+                 make_prompt=dialogue_prompt) -> torch.Tensor:
+    """``(len(pairs),)``: each reply's mean log-probability per character (its closing newline
+    included) after ``make_prompt`` of its speech (default :func:`dialogue_prompt`), under
+    ``model``. The score sample-and-rank sorts by; minus it is the reply's loss."""
+    from helpers import finetune
+
+    scores = []
+    with training.evaluating(model):
+        for i in range(0, len(pairs), batch_size):
+            x, y = finetune.answer_batch(tok, pairs[i: i + batch_size], make_prompt)
+            log_probs = -F.cross_entropy(model(x)[0].transpose(1, 2), y, ignore_index=-100, reduction="none")
+            counted = y != -100                                              # (B, T): the reply's characters
+            scores.append((log_probs * counted).sum(1) / counted.sum(1))
+    return torch.cat(scores)
+
+
+@torch.no_grad()
+def sample_and_rank(model, tok, speech: str, n: int = 8, temperature: float = 1.0, seed: int = 0):
+    """Sample-and-rank decoding (Meena, then LaMDA): sample ``n`` replies to ``speech``, score each
+    and keep the best. Here the score is the model's own mean log-probability
+    (:func:`reply_scores`; Meena ranked by likelihood, LaMDA by its own fine-tuned quality and
+    safety ratings). Returns ``[(score, reply), ...]``, best first."""
+    prompt = torch.tensor([tok.encode(dialogue_prompt(speech))]).repeat(n, 1)     # (n, P)
+    new = min(70, model.config.block_size - 1 - prompt.shape[1])                  # prompt + reply fit the model
+    with training.evaluating(model):
+        out = model.generate(prompt, new, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+    replies = [tok.decode(row[prompt.shape[1]:].tolist()).split("\n")[0] for row in out]
+    scores = reply_scores(model, tok, [(speech, r) for r in replies]).tolist()
+    return sorted(zip(scores, replies), key=lambda pair: -pair[0])
+
+
 # ---------------------------------------------------------------- the masks side by side (notebook 12's figures)
 
-MASK_KINDS = ("causal (GPT)", "bidirectional (BERT)", "permutation (XLNet content)", "two streams (XLNet)")
+MASK_KINDS = ("causal (GPT)", "bidirectional (BERT)", "permutation (XLNet content)", "two streams (XLNet)",
+              "prefix LM (T5, UniLM)", "encoder-decoder (2017, T5)")
 
 
 def family_mask(kind: str, T: int, seed: int = 0):
     """``(mask, order)``: the attention mask of one of :data:`MASK_KINDS` for ``T`` positions, as a
     NumPy bool array (a two-stream mask is ``2T x 2T``); ``order`` is the factorisation order
-    drawn with ``seed`` (``None`` for the first two)."""
+    drawn with ``seed`` (``None`` for the others). The prefix LM's prefix, and the encoder-decoder's
+    source (the encoder's input), is the first ``T // 2`` positions; the encoder-decoder's mask is
+    its three blocks drawn as one (:func:`encoder_decoder_blocks`)."""
     if kind not in MASK_KINDS:
         raise ValueError(f"kind must be one of {MASK_KINDS}, got {kind!r}")
+    if kind == MASK_KINDS[4]:
+        return prefix_lm_mask(T, T // 2).numpy(), None
+    if kind == MASK_KINDS[5]:
+        return encoder_decoder_blocks(T // 2, T - T // 2)["joint"].numpy(), None
     if kind == MASK_KINDS[0]:
         return gpt.causal_mask(T).numpy(), None
     if kind == MASK_KINDS[1]:
@@ -321,3 +428,10 @@ def family_mask(kind: str, T: int, seed: int = 0):
     if kind == MASK_KINDS[2]:
         return gpt.permutation_mask(order).numpy(), order
     return two_stream_mask(order).numpy(), order
+
+
+def sorted_by_order(mask, order):
+    """``mask`` ``(T, T)`` with its rows and columns put in the factorisation ``order``: row ``k`` is
+    the position whose turn is ``k``. A permutation mask becomes the causal (lower-triangular) mask."""
+    order = list(order)
+    return mask[order][:, order]

@@ -203,37 +203,66 @@ def permutation_mask(order):
     return rank[None, :] <= rank[:, None]
 
 
-def pairs(turns):
-    return [(s, r) for (a, s), (b, r) in zip(turns, turns[1:]) if a != b]
+def permutation_mask_given(order):
+    """Exercise 1's broken code, as the notebook prints it."""
+    T = len(order)
+    mask = np.zeros((T, T), dtype=bool)
+    for i in range(T):
+        for j in range(T):
+            mask[i, j] = order[j] <= order[i]
+    return mask
 
 
-def pairs_in_place(turns):
-    turns.append(("X", "y"))
-    return pairs(turns[:-1])
+def reply_log_prob(model, prompt_ids, replies, mistake=None):
+    """Exercise 3's answer (float32, torch), or one of its usual slips."""
+    scores = []
+    for reply in replies:
+        ids = torch.tensor([list(prompt_ids) + list(reply)])
+        with torch.no_grad():
+            logits, _ = model(ids)
+        log_probs = torch.log_softmax(logits[0], dim=-1) if mistake != "logits" else logits[0]
+        P = len(prompt_ids)
+        first = {"unshifted": P, "prompt": 0}.get(mistake, P - 1)
+        rows = torch.arange(first, ids.shape[1] - (0 if mistake == "unshifted" else 1))
+        picked = log_probs[rows, ids[0, first + (0 if mistake == "unshifted" else 1):]]
+        scores.append(picked.sum() if mistake == "sum" else picked.mean())
+    return torch.stack(scores)
+
+
+def reply_log_prob_changes_model(model, prompt_ids, replies):
+    with torch.no_grad():
+        next(model.parameters()).mul_(2.0)
+    return reply_log_prob(model, prompt_ids, replies)
 
 
 RIGHT = [(checks.permutation_mask, permutation_mask), (checks.permutation_mask, gpt.permutation_mask),
          (checks.permutation_mask, lambda order: permutation_mask(order).astype(int)),
-         (checks.dialogue_pairs, pairs), (checks.dialogue_pairs, lambda turns: [list(p) for p in pairs(turns)])]
+         (checks.reply_log_prob, reply_log_prob),
+         (checks.reply_log_prob, lambda *a: reply_log_prob(*a).tolist()),
+         (checks.reply_log_prob, lambda *a: reply_log_prob(*a).double().numpy()),
+         (checks.predict_two_stream_count, lambda: 156), (checks.predict_two_stream_count, lambda: 156.0)]
 
 BROKEN = [
+    (checks.permutation_mask, permutation_mask_given, "still give what the broken code gives"),
     (checks.permutation_mask, lambda order: permutation_mask(order).T, "swapped rows and columns"),
     (checks.permutation_mask, lambda order: permutation_mask(order) & ~np.eye(len(order), dtype=bool),
      "hid each position from itself"),
-    (checks.permutation_mask, lambda order: np.asarray(order)[None, :] <= np.asarray(order)[:, None], "turn"),
     (checks.permutation_mask, lambda order: np.ones((len(order), len(order)), dtype=bool), "expected"),
     (checks.permutation_mask, lambda order: permutation_mask(order)[:-1], "shape"),
     (checks.permutation_mask, lambda order: permutation_mask(order) * 2.0, "True/False"),
     (checks.permutation_mask, forever, "did not finish"),
     (checks.permutation_mask, stub, "not implemented yet"),
-    (checks.dialogue_pairs, lambda turns: [(s, r) for (_, s), (_, r) in zip(turns, turns[1:])], "answering themself"),
-    (checks.dialogue_pairs, lambda turns: [(r, s) for s, r in pairs(turns)], "(reply, speech)"),
-    (checks.dialogue_pairs, lambda turns: pairs(turns + turns[:1]), "wrap around"),
-    (checks.dialogue_pairs, lambda turns: [(a[1], b[1]) for a, b in list(zip(turns, turns[1:]))[::2] if a[0] != b[0]],
-     "used each speech once"),
-    (checks.dialogue_pairs, lambda turns: str(pairs(turns)), "not a list"),
-    (checks.dialogue_pairs, pairs_in_place, "changed its input"),
-    (checks.dialogue_pairs, stub, "not implemented yet"),
+    (checks.reply_log_prob, lambda *a: reply_log_prob(*a, mistake="sum"), "summed the log-probabilities"),
+    (checks.reply_log_prob, lambda *a: reply_log_prob(*a, mistake="prompt"), "counted the prompt"),
+    (checks.reply_log_prob, lambda *a: reply_log_prob(*a, mistake="unshifted"), "at its own position"),
+    (checks.reply_log_prob, lambda *a: reply_log_prob(*a, mistake="logits"), "raw logits"),
+    (checks.reply_log_prob, lambda model, p, r: [-2.4472, -2.3876, -2.4052], "expected"),   # the example, hard-coded
+    (checks.reply_log_prob, lambda model, p, r: reply_log_prob(model, p, r)[:1], "shape"),
+    (checks.reply_log_prob, reply_log_prob_changes_model, "changed its input"),
+    (checks.reply_log_prob, stub, "not implemented yet"),
+    (checks.predict_two_stream_count, lambda: 144, "156"),
+    (checks.predict_two_stream_count, lambda: 78, "156"),
+    (checks.predict_two_stream_count, stub, "not implemented yet"),
 ]
 
 test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)
@@ -251,3 +280,133 @@ def test_rescoring_lets_a_causal_model_use_the_right_context(stored):
     windows = families.held_out_windows(80)
     rescored = families.rescore_accuracy(stored["causal"], windows, tok.vocab_size)
     assert rescored > families.fill_in_accuracy(stored["causal"], "causal", windows, mask_id) + 0.15
+
+
+def test_exercise_1_broken_code_is_right_on_the_orders_the_notebook_says():
+    """The broken code passes the causal order and [1, 0, 2] (its own inverse), not [2, 0, 1]."""
+    for order in ([0, 1, 2, 3], [1, 0, 2]):
+        assert np.array_equal(permutation_mask_given(order), permutation_mask(order))
+    assert not np.array_equal(permutation_mask_given([2, 0, 1]), permutation_mask([2, 0, 1]))
+    assert permutation_mask([2, 0, 1]).tolist() == [[True, False, True], [True, True, True], [False, False, True]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.permutations(list(range(7))))
+def test_two_stream_mask_has_t_times_t_plus_one_entries_and_sorts_to_causal(order):
+    """Exercise 2's answer (156 for T = 12) holds for every order; sorted, the content is causal."""
+    T = len(order)
+    assert int(families.two_stream_mask(order).sum()) == T * (T + 1)
+    mask = gpt.permutation_mask(order).numpy()
+    assert np.array_equal(families.sorted_by_order(mask, order), gpt.causal_mask(T).numpy())
+
+
+# --- prefix LM and encoder-decoder ---------------------------------------------
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 12), st.data())
+def test_prefix_lm_mask_opens_the_prefix_and_is_causal_after_it(T, draw):
+    prefix = draw.draw(st.integers(0, T))
+    mask = families.prefix_lm_mask(T, prefix)
+    for i in range(T):
+        for j in range(T):
+            assert bool(mask[i, j]) == (j < prefix or j <= i)
+    assert torch.equal(families.prefix_lm_mask(T, 1), gpt.causal_mask(T)) and families.prefix_lm_mask(T, T).all()
+
+
+def test_prefix_lm_mask_says_what_is_wrong():
+    with pytest.raises(ValueError, match="prefix must be between 0 and T = 4"):
+        families.prefix_lm_mask(4, 5)
+
+
+@pytest.mark.parametrize("source, target", [(1, 1), (3, 5), (6, 6)])
+def test_encoder_decoder_blocks_join_into_the_prefix_lm_mask(source, target):
+    blocks = families.encoder_decoder_blocks(source, target)
+    assert blocks["encoder"].shape == (source, source) and blocks["encoder"].all()
+    assert blocks["cross"].shape == (target, source) and blocks["cross"].all()
+    assert torch.equal(blocks["decoder"], gpt.causal_mask(target))
+    assert not blocks["joint"][:source, source:].any()                         # the encoder never reads the output
+    assert torch.equal(blocks["joint"], families.prefix_lm_mask(source + target, source))
+
+
+def test_prefix_batches_score_only_after_the_prefix_and_never_see_a_target():
+    ids = torch.arange(500) % 10
+    x, y, mask = families.batch(families.PREFIX, ids, 10, 8, torch.Generator().manual_seed(0))
+    W = families.WINDOW
+    assert x.shape == y.shape == (8, W) and mask.shape == (8, W, W)
+    for row in range(8):
+        prefix = int(mask[row, 0].sum())                                        # the first row sees the prefix
+        assert 1 <= prefix < W and torch.equal(mask[row], families.prefix_lm_mask(W, prefix))
+        assert (y[row, : prefix - 1] == -100).all() and (y[row, prefix - 1:] != -100).all()
+        for i in range(prefix - 1, W):                                          # a scored position never sees
+            assert not mask[row, i, i + 1:].any()                               # the character it predicts
+
+
+def test_the_prefix_lm_is_worse_at_continuing_and_gains_nothing_from_its_open_prefix():
+    """Notebook 12's prefix-LM comparison, on 300 windows."""
+    causal = training.load_model(DATA_DIR / "family_causal.pt")[0]
+    prefix = training.load_model(DATA_DIR / "family_prefix.pt")[0]
+    c = families.continuation_loss(causal, "causal", 16, n=300)
+    both = families.continuation_loss(prefix, families.PREFIX, 16, n=300)
+    one_way = families.continuation_loss(prefix, "causal", 16, n=300)
+    assert both - c > 0.04 and abs(both - one_way) < 0.01
+    with pytest.raises(ValueError, match="objective must be"):
+        families.continuation_loss(causal, "masked", 16)
+
+
+def test_a_short_prefix_run_repeats_the_start_of_the_stored_one():
+    stored = json.loads((DATA_DIR / "families_extra.json").read_text())["prefix"]
+    _, history = families.train_objective(families.PREFIX, stop_after=50)
+    assert history["step"] == [50] and history["loss"] == pytest.approx(stored["loss"][:1], abs=2e-4)
+
+
+def test_the_extra_file_holds_the_prefix_run_and_the_mask_fractions():
+    extra = json.loads((DATA_DIR / "families_extra.json").read_text())
+    assert extra["prefix"]["step"][-1] == families.TRAIN.steps and extra["provenance"]["threads"] == 1
+    assert sorted(extra["mask_fraction"]) == ["0.15", "0.3", "0.5"]
+    assert all(r["step"][-1] == 600 and 0 < r["fill_in"] < 1 for r in extra["mask_fraction"].values())
+
+
+# --- does the reply depend on the speech? sample and rank ------------------------
+
+def test_shuffled_speeches_keep_every_reply_and_move_every_speech():
+    pairs = [(f"s{i}", f"r{i}") for i in range(5)]
+    shuffled = families.shuffled_speeches(pairs)
+    assert [r for _, r in shuffled] == [r for _, r in pairs]
+    assert sorted(s for s, _ in shuffled) == sorted(s for s, _ in pairs)
+    assert all(s != own for (s, _), (own, _) in zip(shuffled, pairs))
+
+
+def test_reply_scores_agree_with_the_answer_loss():
+    model, tok, _ = lora.load_adapter(DATA_DIR / "dialogue_lora.pt")
+    _, pairs = families.dialogue_data()
+    pairs = pairs[:30]
+    scores = families.reply_scores(model, tok, pairs, batch_size=7)
+    lengths = torch.tensor([len(r) + 1 for _, r in pairs])
+    per_char = float(-(scores * lengths).sum() / lengths.sum())
+    assert scores.shape == (30,) and per_char == pytest.approx(
+        finetune.answer_loss(model, tok, pairs, families.dialogue_prompt), abs=1e-5)
+
+
+def test_sample_and_rank_returns_the_samples_best_first_as_stored():
+    model, tok, _ = lora.load_adapter(DATA_DIR / "dialogue_lora.pt")
+    stored = json.loads((DATA_DIR / "families_rank.json").read_text())["speeches"][1]
+    ranked = families.sample_and_rank(model, tok, stored["speech"], 8, seed=1)
+    assert [r for _, r in ranked] == [r for _, r in stored["ranked"]]
+    assert all(a[0] >= b[0] for a, b in zip(ranked, ranked[1:])) and all("\n" not in r for _, r in ranked)
+    rescored = families.reply_scores(model, tok, [(stored["speech"], r) for _, r in ranked])
+    assert rescored.tolist() == pytest.approx([s for s, _ in ranked], abs=1e-5)
+
+
+# --- figures -------------------------------------------------------------------
+
+def test_the_gallery_and_the_explorer_draw_every_family():
+    from helpers import plots
+    from helpers.plots.common import to_png
+
+    fig = plots.make_mask_gallery("To be or not", seed=0)
+    assert len(fig.axes) == 6 and fig.axes[5].get_title() == "permutation, sorted by its order"
+    assert [t.get_text() for t in fig.axes[5].get_xticklabels()][:2] == ["␣", "T"]   # order [8, 0, ...]
+    png = {kind: to_png(plots.make_mask_explorer(kind, position=8)) for kind in families.MASK_KINDS}
+    assert len(set(png.values())) == len(families.MASK_KINDS)
+    mask, order = families.family_mask(families.MASK_KINDS[5], 12)
+    assert order is None and np.array_equal(mask, families.family_mask(families.MASK_KINDS[4], 12)[0])
