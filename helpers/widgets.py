@@ -12,6 +12,9 @@ explorer only
 The figure is written into the Output widget's ``outputs`` rather than displayed
 inside it: that keeps notebook outputs identical under nbval, with no markers.
 
+:class:`TextExplorer` is the same for a function that returns ``(text, figure)``: the text (a
+model's sample, notebook 09) is shown as text, above the figure.
+
 A control set to a value the figure cannot use (a float slider set to NaN from code, or a
 figure function that fails on some input) never raises inside the widget's observer, where
 the error would vanish into a log: the explorer keeps the last good figure and writes a
@@ -146,3 +149,27 @@ class Explorer:
         names = ", ".join(self.controls)
         data["text/plain"] = f"Explorer{': ' + self.title if self.title else ''} (controls: {names})"
         return data
+
+
+class TextExplorer(Explorer):
+    """An :class:`Explorer` whose function returns ``(text, figure)``: the text is shown as text
+    (selectable, copyable), above the figure. Notebook 09 shows a model's sample this way, next to
+    the distribution it was drawn from. ``explorer.text`` holds the text now shown."""
+
+    def __init__(self, make_text_and_figure, controls: dict, title: str = ""):
+        self.text = ""
+        super().__init__(make_text_and_figure, controls, title)
+
+    def _draw(self) -> bytes:
+        text, fig = self.make_figure(**self.params)
+        try:
+            png = plots.to_png(fig)
+        finally:
+            plt.close(fig)
+        self.text = str(text)
+        return png
+
+    def _redraw(self, change=None) -> None:
+        super()._redraw(change)
+        shown = {"output_type": "stream", "name": "stdout", "text": self.text + "\n"}
+        self.output.outputs = (shown, *self.output.outputs)
