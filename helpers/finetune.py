@@ -6,10 +6,16 @@
   documented set of old words replaced, for a small generative task).
 - Models: :class:`GenreClassifier` (a GPT body, pooled, and a new linear head),
   :func:`freeze` and :func:`count_trainable`; **LoRA** has its own module, ``helpers/lora.py``.
-- Scores: :func:`character_error_rate`.
+- Scores and statistics: :func:`character_error_rate`; :func:`mcnemar` (a paired test of two
+  methods scored on the same items); :func:`passage_plays` (which play each passage is from).
+- A linear probe: :func:`pooled_features` of the frozen body and :func:`logistic_regression`.
+- Forgetting: ``train_modernise(..., replay=n)`` mixes pretraining text into every batch.
+- Diagnosis: :func:`answer_loss_by_kind` (loss on characters copied from the prompt vs changed).
 """
 
 import dataclasses
+import difflib
+import math
 import random
 import re
 import time
@@ -44,21 +50,33 @@ def genre_passages(split: str, per_genre: int, length: int = 128, seed: int = 0)
     validation and test plays only, so a classifier is judged on plays it never saw. Passages are
     drawn from the plays of a genre in proportion to their length.
     """
+    texts, labels, _ = _draw_passages(split, per_genre, length, seed)
+    return texts, labels
+
+
+def passage_plays(split: str, per_genre: int, length: int = 128, seed: int = 0) -> list[str]:
+    """The title of the play each passage of ``genre_passages(split, per_genre, length, seed)``
+    comes from, in the same order (the same random draws)."""
+    return _draw_passages(split, per_genre, length, seed)[2]
+
+
+def _draw_passages(split, per_genre, length, seed):
     plays = _plays(split)
     if per_genre < 1 or length < 1:
         raise ValueError(f"per_genre and length must be at least 1, got {per_genre} and {length}")
     rng = random.Random(seed)
-    texts, labels = [], []
+    texts, labels, titles = [], [], []
     for label, genre in enumerate(GENRE_CLASSES):
-        pool = [p.text for p in plays if p.genre == genre and len(p.text) > length]
-        weights = [len(text) - length for text in pool]
-        for text in rng.choices(pool, weights=weights, k=per_genre):
-            start = rng.randrange(len(text) - length)
-            texts.append(text[start: start + length])
+        pool = [p for p in plays if p.genre == genre and len(p.text) > length]
+        weights = [len(p.text) - length for p in pool]
+        for play in rng.choices(pool, weights=weights, k=per_genre):
+            start = rng.randrange(len(play.text) - length)
+            texts.append(play.text[start: start + length])
             labels.append(label)
+            titles.append(play.title)
     order = list(range(len(texts)))
     rng.shuffle(order)
-    return [texts[i] for i in order], [labels[i] for i in order]
+    return [texts[i] for i in order], [labels[i] for i in order], [titles[i] for i in order]
 
 
 # ---------------------------------------------------------------- data: "translation" pairs
@@ -157,6 +175,35 @@ def logistic_regression(features: torch.Tensor, labels, n_classes: int, steps: i
     return predict
 
 
+def mcnemar(correct_a, correct_b) -> dict:
+    """McNemar's exact test of two methods scored on the *same* items: ``correct_a`` and
+    ``correct_b`` say, item by item, whether each got it right. Only the items they disagree on
+    count: ``a_only`` (A right, B wrong) and ``b_only``. If the methods were equally good, each
+    disagreement would go either way with probability 1/2; ``p`` is the two-sided binomial
+    probability of a split at least this uneven."""
+    a, b = [bool(v) for v in correct_a], [bool(v) for v in correct_b]
+    if len(a) != len(b):
+        raise ValueError(f"both methods must be scored on the same items: {len(a)} and {len(b)} results")
+    a_only = sum(x and not y for x, y in zip(a, b))
+    b_only = sum(y and not x for x, y in zip(a, b))
+    n, k = a_only + b_only, min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n if n else 1.0
+    return {"a_only": a_only, "b_only": b_only, "p": min(1.0, 2 * tail)}
+
+
+@torch.no_grad()
+def pooled_features(body, tok, texts, batch_size: int = 32) -> torch.Tensor:
+    """``(N, n_embd)``: the frozen ``body``'s hidden states averaged over each text (as
+    :class:`GenreClassifier` pools them), the features a linear probe reads."""
+    with training.evaluating(body):
+        ids = _encode(tok, texts)
+        B, T = ids.shape
+        windows = max(1, T // body.config.block_size)
+        out = [body.features(ids[i: i + batch_size].reshape(-1, T // windows)).reshape(
+            len(ids[i: i + batch_size]), T, -1).mean(1) for i in range(0, B, batch_size)]
+    return torch.cat(out)
+
+
 # ---------------------------------------------------------------- models
 
 def freeze(module: nn.Module) -> nn.Module:
@@ -204,7 +251,7 @@ class GenreClassifier(nn.Module):
 
 PRETRAINED = "gpt_shakespeare.pt"    # in data/: the model pretrained in notebook 09
 METHODS = ("scratch", "frozen", "lora", "full")
-METHOD_NAMES = {"scratch": "from scratch (no pretraining)", "frozen": "frozen body + new head",
+METHOD_NAMES = {"scratch": "from scratch (no pretraining)", "frozen": "frozen body + head (probe)",
                 "lora": "LoRA (query and value)", "full": "full fine-tuning"}
 # One learning rate per method (AdamW, constant, no weight decay): a new head alone tolerates a
 # large step; changing every pretrained weight needs a small one.
@@ -369,6 +416,23 @@ def modernisation_data(config: ModerniseConfig = ModerniseConfig()):
     return rng.sample(train, config.pairs), rng.sample(held_out, config.eval_pairs)
 
 
+def dev_pairs(config: ModerniseConfig = ModerniseConfig(), n: int = 100) -> list[tuple[str, str]]:
+    """``n`` pairs from the *training* plays that are not among the training pairs of ``config``:
+    a development set for choosing settings (a learning rate), so the held-out plays that score
+    the methods are never used to choose them."""
+    train = set(modernisation_data(config)[0])
+    pool = [pair for pair in translation_pairs("train", config.max_length) if pair not in train]
+    return random.Random(config.seed + 1).sample(pool, n)
+
+
+def replay_batch(ids: torch.Tensor, rows: int, length: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` random windows of ``length`` tokens of the pretraining text ``ids`` and their
+    next-token targets: the "replay" rows mixed into a fine-tuning batch."""
+    starts = torch.randint(len(ids) - length - 1, (rows,), generator=generator).tolist()
+    return (torch.stack([ids[s: s + length] for s in starts]),
+            torch.stack([ids[s + 1: s + length + 1] for s in starts]))
+
+
 @torch.no_grad()
 def answer_loss(model, tok, pairs, make_prompt=prompt, batch_size: int = 50) -> float:
     """Mean cross-entropy on the answers of ``pairs`` given their prompts (teacher forcing)."""
@@ -382,6 +446,34 @@ def answer_loss(model, tok, pairs, make_prompt=prompt, batch_size: int = 50) -> 
     return total / count
 
 
+def copied_characters(old: str, new: str) -> list[bool]:
+    """For each character of ``new``: is it copied from ``old`` (inside a block the two lines
+    share, by :class:`difflib.SequenceMatcher`) rather than written by a rule?"""
+    copied = [False] * len(new)
+    for _, start, size in difflib.SequenceMatcher(None, old, new, autojunk=False).get_matching_blocks():
+        copied[start: start + size] = [True] * size
+    return copied
+
+
+@torch.no_grad()
+def answer_loss_by_kind(model, tok, pairs, make_prompt=prompt) -> dict:
+    """Mean cross-entropy (teacher forcing) on the answer characters of ``pairs`` that are copied
+    from the old line and on those the rules change (the final newline is left out):
+    ``{"copied": (loss, count), "changed": (loss, count)}``."""
+    totals = {"copied": [0.0, 0], "changed": [0.0, 0]}
+    with training.evaluating(model):
+        for old, new in pairs:
+            x, y = answer_batch(tok, [(old, new)], make_prompt)
+            logits, _ = model(x)
+            losses = F.cross_entropy(logits[0], y[0], ignore_index=-100, reduction="none")
+            positions = (y[0] != -100).nonzero().flatten().tolist()[: len(new)]
+            for position, copied in zip(positions, copied_characters(old, new)):
+                kind = totals["copied" if copied else "changed"]
+                kind[0] += losses[position].item()
+                kind[1] += 1
+    return {kind: (total / max(count, 1), count) for kind, (total, count) in totals.items()}
+
+
 def scores(model, tok, pairs) -> dict:
     """Greedy translations of ``pairs``' old lines: mean character error rate, exact-match rate
     and the translations themselves."""
@@ -392,19 +484,39 @@ def scores(model, tok, pairs) -> dict:
 
 
 def train_modernise(method: str, steps: int | None = None, on_eval=None,
-                    config: ModerniseConfig = ModerniseConfig(), lora_config: LoRAConfig = LoRAConfig()):
+                    config: ModerniseConfig = ModerniseConfig(), lora_config: LoRAConfig = LoRAConfig(),
+                    replay: int = 0, eval_at=None, on_dev: bool = False, score: bool = True):
     """Fine-tune the shipped GPT (``"full"`` or ``"lora"``, with ``lora_config``) or the same
     network from scratch (``"scratch"``) to write the modern version of a line (``config``). Every
     ``eval_every`` steps: the answer loss on held-out pairs and the language-model loss on the
     validation plays (forgetting). Returns ``(model, tokenizer, result)``; ``result`` has the
     history, final scores on the held-out pairs, trainable count and seconds. Trained by
     ``helpers.training.fit``; after Ctrl-C, ``steps`` says how many steps were done and there
-    are no final scores."""
+    are no final scores.
+
+    ``replay`` > 0 adds that many windows of the pretraining text (training plays) to every
+    batch, with their next-character targets, so the old loss stays part of the new one.
+    ``eval_at`` (default every ``eval_every`` steps) chooses the measured steps; ``on_dev`` measures
+    (and scores) on :func:`dev_pairs` instead of the held-out plays; ``score=False`` skips the
+    final greedy scoring."""
     steps = config.steps if steps is None else steps
     train_pairs, eval_pairs = modernisation_data(config)
+    if on_dev:
+        eval_pairs = dev_pairs(config)
     model, tok = prepare(method, seed=config.seed, lora_config=lora_config)
     lm_ids = torch.tensor(tok.encode(data.corpus_text("validation")))
+    replay_ids = torch.tensor(tok.encode(data.corpus_text("train"))) if replay else None
+    replay_generator = torch.Generator().manual_seed(config.seed)
     rng = random.Random(config.seed)
+    eval_at = range(0, steps + 1, config.eval_every) if eval_at is None else eval_at
+
+    def make_batch():
+        x, y = answer_batch(tok, rng.sample(train_pairs, config.batch_size))
+        if not replay:
+            return x, y
+        x_text, y_text = replay_batch(replay_ids, replay, x.shape[1], replay_generator)
+        return torch.cat([x, x_text]), torch.cat([y, y_text])
+
     history = {"step": [], "answer_loss": [], "lm_loss": []}
     started = time.perf_counter()
 
@@ -415,8 +527,7 @@ def train_modernise(method: str, steps: int | None = None, on_eval=None,
         if on_eval is not None:
             on_eval(dict(history))
 
-    done = training.fit(model, lambda: answer_batch(tok, rng.sample(train_pairs, config.batch_size)),
-                        steps, config.lr[method], evaluate=measure, eval_at=range(0, steps + 1, config.eval_every))
-    final = scores(model, tok, eval_pairs) if done == steps else None
+    done = training.fit(model, make_batch, steps, config.lr[method], evaluate=measure, eval_at=eval_at)
+    final = scores(model, tok, eval_pairs) if done == steps and score else None
     return model, tok, {"method": method, "steps": done, "trainable": count_trainable(model),
                         "history": history, "final": final, "seconds": round(time.perf_counter() - started, 1)}

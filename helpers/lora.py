@@ -2,7 +2,8 @@
 
 - :class:`LoRAConfig`: rank, alpha and which attention layers get an adapter.
 - :class:`LoRALinear`: a frozen ``nn.Linear`` plus a trainable low-rank update (Hu et al., 2021).
-- :func:`add_lora` wraps a GPT's attention layers; :func:`merge_lora` folds the updates back in.
+- :func:`add_lora` wraps a GPT's linear layers (by default query and value, as in the paper;
+  :data:`ALL_LINEAR` for all six of a block); :func:`merge_lora` folds the updates back in.
 - :func:`save_adapter` / :func:`load_adapter`: only the LoRA matrices, a file of a few tens of kB.
 """
 
@@ -17,13 +18,32 @@ from helpers import checkpoints
 from helpers.artefacts import atomic_write
 from helpers.checkpoints import CheckpointError
 
-LAYERS = ("query", "key", "value", "proj")     # the attention layers an adapter may wrap
+# The linear layers of a block an adapter may wrap: the attention's four, then the MLP's two
+# (named "mlp.fc" and "mlp.proj": the attention's output layer is also called "proj").
+LAYERS = ("query", "key", "value", "proj", "mlp.fc", "mlp.proj")
+ALL_LINEAR = LAYERS                               # QLoRA's advice: every linear layer of every block
+
+
+def _owner(block, name: str):
+    """``(module, attribute)`` of the layer ``name`` (one of :data:`LAYERS`) in ``block``."""
+    return (block.mlp, name[4:]) if name.startswith("mlp.") else (block.attn, name)
+
+
+def _layer(block, name: str):
+    module, attribute = _owner(block, name)
+    return getattr(module, attribute)
+
+
+def _set_layer(block, name: str, layer) -> None:
+    module, attribute = _owner(block, name)
+    setattr(module, attribute, layer)
 
 
 @dataclasses.dataclass(frozen=True)
 class LoRAConfig:
     """LoRA's settings: the ``rank`` of the update, its scale ``alpha`` (the update is multiplied by
-    ``alpha / rank``) and the attention layers of every block it wraps (some of :data:`LAYERS`)."""
+    ``alpha / rank``) and the linear layers of every block it wraps (some of :data:`LAYERS`; the
+    default is the original paper's query and value, :data:`ALL_LINEAR` wraps all six)."""
     rank: int = 4
     alpha: float = 8.0
     targets: tuple = ("query", "value")
@@ -63,17 +83,17 @@ class LoRALinear(nn.Module):
 
 
 def add_lora(model, config: LoRAConfig = LoRAConfig()) -> nn.Module:
-    """Freeze every parameter of the GPT ``model`` and wrap the attention layers named in
-    ``config.targets`` (of ``query``, ``key``, ``value``, ``proj``) of every block in
-    :class:`LoRALinear` of ``config.rank`` and ``config.alpha``; returns the model. Only the LoRA
-    matrices are then trainable."""
+    """Freeze every parameter of the GPT ``model`` and wrap the layers named in ``config.targets``
+    (of :data:`LAYERS`: ``query``, ``key``, ``value``, ``proj`` in the attention, ``mlp.fc`` and
+    ``mlp.proj`` in the MLP) of every block in :class:`LoRALinear` of ``config.rank`` and
+    ``config.alpha``; returns the model. Only the LoRA matrices are then trainable."""
     targets = config.targets
-    if not targets or set(targets) - set(LAYERS):
-        raise ValueError(f"targets must be some of {sorted(LAYERS)}, got {targets!r}")
+    if not targets or set(targets) - set(LAYERS) or len(set(targets)) != len(targets):
+        raise ValueError(f"targets must be some of {list(LAYERS)}, each once, got {targets!r}")
     model.requires_grad_(False)
     for block in model.blocks:
         for name in targets:
-            setattr(block.attn, name, LoRALinear(getattr(block.attn, name), config.rank, config.alpha))
+            _set_layer(block, name, LoRALinear(_layer(block, name), config.rank, config.alpha))
     return model
 
 
@@ -81,9 +101,9 @@ def merge_lora(model) -> nn.Module:
     """Replace every :class:`LoRALinear` of ``model`` by its merged ``nn.Linear``; returns the model."""
     for block in model.blocks:
         for name in LAYERS:
-            layer = getattr(block.attn, name)
+            layer = _layer(block, name)
             if isinstance(layer, LoRALinear):
-                setattr(block.attn, name, layer.merged())
+                _set_layer(block, name, layer.merged())
     return model
 
 
@@ -91,7 +111,7 @@ def config_of(model) -> LoRAConfig:
     """The :class:`LoRAConfig` ``model``'s LoRA layers were made with (targets in :data:`LAYERS`
     order); a ``ValueError`` when it has none or its blocks differ."""
     found = {(name, layer.rank, layer.alpha) for block in model.blocks for name in LAYERS
-             if isinstance(layer := getattr(block.attn, name), LoRALinear)}
+             if isinstance(layer := _layer(block, name), LoRALinear)}
     if not found:
         raise ValueError("the model has no LoRA matrices to save; call add_lora first")
     if len({(rank, alpha) for _, rank, alpha in found}) > 1:

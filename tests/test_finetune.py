@@ -202,6 +202,35 @@ def test_answer_batch_scores_only_the_answer_and_its_newline():
     assert [t for t in y[1].tolist() if t != -100] == tok.encode("x\n")
 
 
+
+@pytest.mark.parametrize("old, new, copied", [
+    ("abc", "abc", [True] * 3),
+    ("abc", "xyz", [False] * 3),
+    ("a bc", "a xc", [True, True, False, True]),
+    ("", "ab", [False, False]),
+])
+def test_copied_characters_marks_what_the_answer_shares_with_the_old_line(old, new, copied):
+    assert finetune.copied_characters(old, new) == copied
+
+
+def test_answer_loss_by_kind_splits_the_answer_loss_without_the_newline():
+    tok = _Chars()
+    torch.manual_seed(0)
+    net = gpt.GPT(gpt.GPTConfig(vocab_size=len(tok.chars), block_size=32, n_layer=1, n_head=2, n_embd=16))
+    pairs = [("abc", "abz"), ("a bc", "x bc")]
+    split = finetune.answer_loss_by_kind(net, tok, pairs)
+    assert split["copied"][1] == 2 + 3 and split["changed"][1] == 1 + 1
+    expected = {"copied": [], "changed": []}
+    with torch.no_grad():
+        for old, new in pairs:
+            x, y = finetune.answer_batch(tok, [(old, new)])
+            losses = torch.nn.functional.cross_entropy(net(x)[0][0], y[0], ignore_index=-100, reduction="none")
+            answer = losses[y[0] != -100][:-1]                 # the newline is left out
+            for loss, copied in zip(answer.tolist(), finetune.copied_characters(old, new)):
+                expected["copied" if copied else "changed"].append(loss)
+    for kind, values in expected.items():
+        assert split[kind][0] == pytest.approx(sum(values) / len(values), rel=1e-5)
+
 @pytest.mark.parametrize("method", ["frozen", "lora", "full", "scratch"])
 def test_prepare_sets_up_each_method(method):
     net, tok = finetune.prepare(method)

@@ -152,7 +152,8 @@ def test_the_modernisation_file_and_adapter_agree(modern):
 # --- the explorer ------------------------------------------------------------------
 
 def test_the_finetune_explorer_redraws_for_every_control(genre):
-    baselines = {"majority class": 1 / 3, "bag of characters": {20: 0.38, 80: 0.49, 320: 0.54}}
+    baselines = {"majority class": 1 / 3, "bag of characters": {20: 0.38, 80: 0.49, 320: 0.54},
+                 "linear probe": {20: 0.38, 80: 0.42, 320: 0.49}}
     explorer = widgets.Explorer(
         lambda **p: plots.make_finetune_explorer(genre["runs"], baselines, **p),
         {"method": widgets.choice("all", ["all", *finetune.METHODS]),
@@ -162,53 +163,244 @@ def test_the_finetune_explorer_redraws_for_every_control(genre):
         plots.make_finetune_explorer(genre["runs"], baselines, steps=30)
     with pytest.raises(ValueError, match="method must be"):
         plots.make_finetune_explorer(genre["runs"], baselines, method="adapter")
+    with pytest.raises(ValueError, match="at most three baselines"):
+        plots.make_finetune_explorer(genre["runs"], {**baselines, "fourth": 0.5})
 
 
 # --- checkers ----------------------------------------------------------------------
 
-def lora_count(n_layer, n_embd, rank, n_targets):
-    return n_layer * n_targets * rank * 2 * n_embd
+class RightLoRA(torch.nn.Module):
+    """A learner's LoRA layer written another way: an einsum, float64 A, the scale applied to B."""
+
+    def __init__(self, base, rank, alpha):
+        super().__init__()
+        self.base, self.r, self.alpha = base, rank, alpha
+        for p in base.parameters():
+            p.requires_grad = False
+        self.A = torch.nn.Parameter(torch.randn(rank, base.in_features) * 0.01)
+        self.B = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x):
+        return self.base(x) + torch.einsum("ni,ri,or->no", x, self.A, self.B * (self.alpha / self.r))
+
+    def merged(self):
+        layer = torch.nn.Linear(self.base.in_features, self.base.out_features)
+        layer.weight.data = self.base.weight.data + (self.alpha / self.r) * self.B.data @ self.A.data
+        layer.bias.data = self.base.bias.data.clone()
+        return layer
 
 
-def lora_count_measured(n_layer, n_embd, rank, n_targets):
-    """The count read off a real model with LoRA added (slow for big sizes, so only small ones)."""
-    from helpers import gpt
-    if n_embd > 200:
-        return lora_count(n_layer, n_embd, rank, n_targets)
-    model = gpt.GPT(gpt.GPTConfig(vocab_size=5, block_size=4, n_layer=n_layer, n_head=1, n_embd=n_embd))
-    return finetune.count_trainable(lora.add_lora(model, lora.LoRAConfig(rank, targets=("query", "value", "key", "proj")[:n_targets])))
+def lora_variant(**changes):
+    """``lora.LoRALinear`` with one thing changed after construction (a named slip)."""
+    class Variant(lora.LoRALinear):
+        def __init__(self, base, rank, alpha):
+            super().__init__(base, rank, alpha)
+            if changes.get("random_b"):
+                self.B = torch.nn.Parameter(torch.randn(base.out_features, rank))
+            if changes.get("zero_a"):
+                self.A = torch.nn.Parameter(torch.zeros(rank, base.in_features))
+            if "scale" in changes:
+                self.scale = changes["scale"](rank, alpha)
+            if changes.get("trainable_base"):
+                self.base.requires_grad_(True)
+
+        if changes.get("merge_without_scale"):
+            def merged(self):
+                out = torch.nn.Linear(self.base.in_features, self.base.out_features)
+                with torch.no_grad():
+                    out.weight.copy_(self.base.weight + self.B @ self.A)
+                    out.bias.copy_(self.base.bias)
+                return out
+    return Variant
 
 
-def confusion(labels, predictions, n_classes):
-    matrix = np.zeros((n_classes, n_classes), dtype=int)
-    np.add.at(matrix, (np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int)), 1)
-    return matrix
+def mcnemar_reference(a, b):
+    return finetune.mcnemar(a, b)["p"]
 
 
-def confusion_in_place(labels, predictions, n_classes):
-    labels.append(0)
-    return confusion(labels[:-1], predictions, n_classes)
+def mcnemar_broken(a, b):
+    """The code notebook 11's find-the-bug exercise gives: n counts every item."""
+    import math
+    a_only = sum(x and not y for x, y in zip(a, b))
+    b_only = sum(y and not x for x, y in zip(a, b))
+    n, k = len(a), min(a_only, b_only)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
 
 
-RIGHT = [(checks.lora_parameter_count, lora_count), (checks.lora_parameter_count, lora_count_measured),
-         (checks.confusion_matrix, confusion), (checks.confusion_matrix, lambda l, p, n: confusion(l, p, n).tolist())]
+def mcnemar_one_sided(a, b):
+    return min(1.0, mcnemar_reference(a, b) / 2) if mcnemar_reference(a, b) < 1 else 0.5
+
+
+def mcnemar_numpy(a, b):
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    n10, n01 = int((a & ~b).sum()), int((~a & b).sum())
+    n = n10 + n01
+    if n == 0:
+        return 1.0
+    probs = torch.distributions.Binomial(n, torch.tensor(0.5, dtype=torch.float64)).log_prob(
+        torch.arange(min(n10, n01) + 1, dtype=torch.float64)).exp()
+    return np.float32(min(1.0, 2 * float(probs.sum())))
+
+
+RIGHT = [(checks.lora_linear, lora.LoRALinear), (checks.lora_linear, RightLoRA),
+         (checks.mcnemar_p, mcnemar_reference), (checks.mcnemar_p, mcnemar_numpy),
+         (checks.mcnemar_prediction, lambda: "first"), (checks.mcnemar_prediction, lambda: " First ")]
 
 BROKEN = [
-    (checks.lora_parameter_count, lambda L, C, r, n: L * n * C * C, "full C x C matrix"),
-    (checks.lora_parameter_count, lambda L, C, r, n: L * n * r * C, "only one of the two"),
-    (checks.lora_parameter_count, lambda L, C, r, n: n * r * 2 * C, "one layer"),
-    (checks.lora_parameter_count, lambda L, C, r, n: L * r * 2 * C, "It looks as if"),   # = one matrix when n = 2
-    (checks.lora_parameter_count, lambda L, C, r, n: L * n * (r * 2 * C + C), "bias"),
-    (checks.lora_parameter_count, lambda L, C, r, n: 12_288, "GPT-2 small"),
-    (checks.lora_parameter_count, forever, "did not finish"),
-    (checks.lora_parameter_count, stub, "not implemented yet"),
-    (checks.confusion_matrix, lambda l, p, n: confusion(l, p, n).T, "rows are the true class"),
-    (checks.confusion_matrix, lambda l, p, n: confusion(l, p, n) / np.maximum(confusion(l, p, n).sum(1, keepdims=True), 1),
-     "fractions"),
-    (checks.confusion_matrix, lambda l, p, n: confusion(l, p, max(max(l), max(p)) + 1), "needs its column"),
-    (checks.confusion_matrix, lambda l, p, n: np.eye(n, dtype=int), "expected"),
-    (checks.confusion_matrix, confusion_in_place, "changed its input"),
-    (checks.confusion_matrix, stub, "not implemented yet"),
+    (checks.lora_linear, lora_variant(random_b=True), "B starts at zero"),
+    (checks.lora_linear, lora_variant(zero_a=True), "gave B no gradient"),
+    (checks.lora_linear, lora_variant(scale=lambda r, a: a), "scaled by alpha"),
+    (checks.lora_linear, lora_variant(scale=lambda r, a: 1.0), "left out the scale"),
+    (checks.lora_linear, lora_variant(scale=lambda r, a: r / a), "rank / alpha"),
+    (checks.lora_linear, lora_variant(trainable_base=True), "left the base layer trainable"),
+    (checks.lora_linear, lora_variant(merge_without_scale=True), "merged with a weight that left out the scale"),
+    (checks.lora_linear, stub, "not implemented yet"),
+    (checks.mcnemar_p, mcnemar_broken, "still gives what the broken code gives"),
+    (checks.mcnemar_p, mcnemar_one_sided, "one tail"),
+    (checks.mcnemar_p, lambda a, b: 0.05, "expected"),
+    (checks.mcnemar_p, forever, "did not finish"),
+    (checks.mcnemar_p, stub, "not implemented yet"),
+    (checks.mcnemar_prediction, lambda: "second", "the answer is 'first'"),
+    (checks.mcnemar_prediction, lambda: "maybe", "must be one of"),
 ]
 
 test_right_answers_pass, test_broken_answers_rejected = checker_tests(RIGHT, BROKEN)
+
+
+def test_mcnemar_matches_the_binomial_of_pytorch_and_known_values():
+    assert finetune.mcnemar([True] * 6 + [False] * 4, [True] * 3 + [False] * 7) == {"a_only": 3, "b_only": 0,
+                                                                                    "p": 0.25}
+    assert finetune.mcnemar([True, False], [True, False])["p"] == 1.0
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = (rng.random(50) < 0.5).tolist(), (rng.random(50) < 0.6).tolist()
+        assert finetune.mcnemar(a, b)["p"] == pytest.approx(float(mcnemar_numpy(a, b)), rel=1e-5)
+    with pytest.raises(ValueError, match="same items"):
+        finetune.mcnemar([True], [True, False])
+
+
+# --- LoRA on every linear layer, replay, the development pairs, the probe ---------------
+
+def test_lora_on_all_linear_layers_counts_merges_and_saves(tmp_path):
+    model, _ = finetune.load_pretrained()
+    lora.add_lora(model, lora.LoRAConfig(targets=lora.ALL_LINEAR))
+    assert finetune.count_trainable(model) == 4 * 4 * (4 * (192 + 192) + 2 * (192 + 768)) == 55_296
+    assert isinstance(model.blocks[0].mlp.fc, lora.LoRALinear) and isinstance(model.blocks[3].mlp.proj, lora.LoRALinear)
+    assert lora.config_of(model).targets == lora.ALL_LINEAR
+    x = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".B"):
+                p.normal_(0, 0.02)
+    lora.save_adapter(model, tmp_path / "a.pt")
+    loaded, _, _ = lora.load_adapter(tmp_path / "a.pt")
+    assert torch.equal(loaded(x)[0], model(x)[0])
+    before = model(x)[0]
+    lora.merge_lora(model)
+    assert not any(isinstance(m, lora.LoRALinear) for m in model.modules())
+    assert torch.allclose(model(x)[0], before, atol=1e-4)
+
+
+def test_the_old_lora_default_is_unchanged_and_bad_targets_are_refused():
+    assert lora.LoRAConfig().targets == ("query", "value")
+    model, _ = finetune.load_pretrained()
+    with pytest.raises(ValueError, match="targets must be some of"):
+        lora.add_lora(model, lora.LoRAConfig(targets=("fc",)))
+    with pytest.raises(ValueError, match="each once"):
+        lora.add_lora(model, lora.LoRAConfig(targets=("query", "query")))
+
+
+def test_replay_batches_are_windows_of_the_text_with_next_token_targets():
+    ids = torch.arange(100)
+    x, y = finetune.replay_batch(ids, 3, 10, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (3, 10) and torch.equal(y, x + 1)
+
+
+def test_dev_pairs_come_from_training_plays_but_not_the_training_pairs():
+    train, held_out = finetune.modernisation_data()
+    dev = finetune.dev_pairs()
+    assert len(dev) == 100 and not set(dev) & set(train) and not set(dev) & set(held_out)
+    assert set(dev) <= set(finetune.translation_pairs("train", finetune.ModerniseConfig().max_length))
+
+
+def test_passage_plays_follow_the_passages_and_pooled_features_are_the_classifier_input():
+    texts, labels = finetune.genre_passages("held-out", 5, 256, seed=1)
+    titles = finetune.passage_plays("held-out", 5, 256, seed=1)
+    plays = {p.title: p for p in finetune._plays("held-out")}
+    assert all(text in plays[t].text and plays[t].genre == finetune.GENRE_CLASSES[y]
+               for text, t, y in zip(texts, titles, labels))
+    body, tok = finetune.load_pretrained()
+    features = finetune.pooled_features(body, tok, texts[:3], batch_size=2)
+    ids = torch.tensor([tok.encode(t) for t in texts[:3]])
+    with torch.no_grad():
+        expected = body.features(ids.reshape(6, 128)).reshape(3, 256, -1).mean(1)
+    assert torch.allclose(features, expected, atol=1e-5)
+
+
+def test_a_short_replay_run_measures_where_asked():
+    _, _, run = finetune.train_modernise("full", steps=2, replay=2, eval_at=(0, 2), score=False,
+                                         config=finetune.ModerniseConfig(eval_pairs=4))
+    assert run["history"]["step"] == [0, 2] and run["final"] is None and run["steps"] == 2
+
+
+@pytest.fixture(scope="module")
+def forgetting():
+    return json.loads((DATA_DIR / "finetune_forgetting.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def lora_all():
+    return json.loads((DATA_DIR / "finetune_lora_all.json").read_text(encoding="utf-8"))
+
+
+def test_the_forgetting_file_has_its_runs_and_the_replay_start_reruns(forgetting):
+    assert forgetting["settings"]["steps"] == make_finetune.EXTRA_STEPS and forgetting["provenance"]["threads"] == 1
+    for name in ("full-1e-4", "full-replay"):
+        run = forgetting["runs"][name]
+        assert run["history"]["step"] == list(make_finetune.EXTRA_EVAL_AT) and len(run["final"]["outputs"]) == 100
+    _, _, rerun = finetune.train_modernise("full", steps=10, replay=make_finetune.REPLAY_ROWS, eval_at=(10,),
+                                           score=False)
+    stored = forgetting["runs"]["full-replay"]["history"]
+    assert [rerun["history"]["answer_loss"][0], rerun["history"]["lm_loss"][0]] == pytest.approx(
+        [stored["answer_loss"][1], stored["lm_loss"][1]], abs=2e-3)
+
+
+def test_the_lora_file_chose_its_rate_on_the_development_pairs(lora_all):
+    rates = make_finetune.SWEEP_RATES
+    sweep = {r: lora_all["runs"][f"dev-lora-all-{r:g}"]["history"]["answer_loss"][-1] for r in rates}
+    assert min(sweep, key=sweep.get) == lora_all["chosen_lr"]
+    assert f"dev-lora-qv-{lora_all['chosen_lr']:g}" in lora_all["runs"]
+    run = lora_all["runs"]["lora-all"]
+    assert run["trainable"] == 55_296 and len(run["final"]["outputs"]) == 100
+    assert run["history"]["step"] == list(make_finetune.EXTRA_EVAL_AT) and lora_all["provenance"]["threads"] == 1
+
+
+def test_the_probe_file_matches_its_predictions():
+    probe = json.loads((DATA_DIR / "finetune_probe.json").read_text(encoding="utf-8"))
+    labels = np.array(probe["labels"])
+    for run in probe["runs"].values():
+        assert abs(np.mean(np.array(run["predictions"]) == labels) - run["accuracy"]) < 1e-4
+    assert set(probe["runs"]) == {f"probe-{n}-seed{s}" for n, seeds in make_finetune.PROBE_SEEDS.items() for s in seeds}
+
+
+def test_the_forgetting_command_writes_its_file_only_when_complete(tmp_path, monkeypatch):
+    calls, interrupt = [], [True]
+
+    def fake(method, steps=None, on_eval=None, config=None, lora_config=None, replay=0, eval_at=None,
+             on_dev=False, score=True):
+        calls.append(method)
+        if interrupt[0] and len(calls) == 2:
+            raise KeyboardInterrupt
+        history = {"step": list(eval_at), "answer_loss": [1.0] * len(eval_at), "lm_loss": [1.5] * len(eval_at)}
+        return None, None, {"method": method, "steps": steps, "history": history, "final": None, "seconds": 0.0}
+
+    monkeypatch.setattr(finetune, "train_modernise", fake)
+    with pytest.raises(KeyboardInterrupt):
+        make_finetune.main(["--part", "forgetting", "--out", str(tmp_path)])
+    assert not (tmp_path / "finetune_forgetting.json").exists()
+    assert len(json.loads((tmp_path / "finetune_forgetting.partial.json").read_text())["runs"]) == 1
+    interrupt[0] = False
+    assert make_finetune.main(["--part", "forgetting", "--out", str(tmp_path)]) == 0
+    done = json.loads((tmp_path / "finetune_forgetting.json").read_text())
+    assert set(done["runs"]) == {"full-1e-4", "full-replay"} and "provenance" in done
+    assert not list(tmp_path.glob("*.partial.json"))
