@@ -73,13 +73,17 @@ from helpers.checks.text import (bigram_loss, bpe_decode, bpe_encode, merge, pai
                                  predict_trigram_loss, predict_utf8_bytes, sample_next)
 
 # part 3: the transformer (notebooks 07-08)
-from helpers.checks.transformer import attention_weights, causal_mask, gpt_parameter_count, layer_norm, masked_attention
+from helpers.checks.transformer import (causal_attention, multi_head_attention,
+                                        predict_zero_query_weight)
+from helpers.checks.transformer import block_forward, gpt_forward, predict_wider_parameters   # notebook 08
 
 # part 4: pretraining (notebooks 09-10)
-from helpers.checks.pretraining import clip_by_global_norm, deduplicate, fit_power_law, warmup_cosine
+from helpers.checks.pretraining import adam_scale, adamw_step, clip_gradients_  # notebook 09
+from helpers.checks.pretraining import bits_per_character, evaluation_split, predict_uniform_token_bits  # 10
 
 # part 5: adaptation (notebooks 11-12)
-from helpers.checks.adaptation import confusion_matrix, dialogue_pairs, lora_parameter_count, permutation_mask
+from helpers.checks.adaptation import (lora_linear, mcnemar_p, mcnemar_prediction, permutation_mask,
+                                       predict_two_stream_count, reply_log_prob)
 
 # notebook 13: from a base model to an assistant
 from helpers.checks.assistant import beta_to_zero, dpo_loss, eval_prompt, sft_targets

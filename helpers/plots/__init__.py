@@ -37,16 +37,21 @@ from helpers.plots.text import (TOKEN_COLORS, make_bigram_table, make_embedding_
                                 make_token_colours)
 
 # part 3: the transformer (notebooks 07-08)
-from helpers.plots.transformer import make_attention_explorer, make_attention_heads, make_size_explorer, model_size
+from helpers.plots.transformer import (make_attention_explorer, make_attention_heads, make_head_on_text,
+                                       make_look_back, make_ngram_losses, make_size_explorer, model_size)
+from helpers.plots.transformer import (make_fair_race, make_norm_experiment,   # notebook 08
+                                       make_positions_experiment)
 
 # part 4: pretraining (notebooks 09-10)
 from helpers.plots.pretraining import (SWEEP_FAMILIES, SWEEP_LABELS, make_generation_explorer, make_play_losses,
                                        make_schedule, make_sweep_explorer)
+from helpers.plots.pretraining import make_schedule_experiment  # 09
 
 # part 5: adaptation (notebooks 11-12)
 from helpers.families import MASK_KINDS, family_mask            # not a figure: notebook 12 reaches it here
-from helpers.plots.adaptation import (METHOD_COLOURS, METHOD_LABELS, confusion_figure, make_finetune_explorer,
-                                      make_mask_explorer)
+from helpers.plots.adaptation import (METHOD_COLOURS, METHOD_LABELS, confusion_figure, forgetting_figure,
+                                      make_finetune_explorer,
+                                      make_mask_explorer, make_mask_gallery)
 
 # notebook 13: from a base model to an assistant
 from helpers.plots.assistant import (EXPLORER_PROMPTS, make_best_of_n, make_beta_sweep, make_chat_explorer,
